@@ -1,0 +1,65 @@
+"""Run budgets and device choice: the one place where sizes live.
+
+Every chapter and bench script reads ``budget()`` (from ``PDLEARN_BUDGET``) and
+takes its sizes from ``sizes(name)``. Budgets change sizes and iteration
+counts, never code paths.
+
+- ``smoke``: seconds per chapter; CI and nbval; proves the code runs.
+- ``cpu``:   default without CUDA; minutes per chapter on a 2-core laptop, with
+             genuinely good 2D and digits results.
+- ``gpu``:   default with CUDA; the full protocol for one Colab GPU.
+"""
+import os
+
+import torch
+
+BUDGETS = ("smoke", "cpu", "gpu")
+
+# Sizes per experiment and budget. Iterations, never seconds: timings on shared
+# machines move by 1.5x between identical runs.
+SIZES = {
+    # chapter 1: a 2D teacher on two moons / checkerboard
+    "toy_teacher": {
+        "smoke": dict(n_data=2_000, steps=300, n_eval=500, width=64, depth=2, batch_size=256),
+        "cpu": dict(n_data=20_000, steps=6_000, n_eval=5_000, width=128, depth=3, batch_size=512),
+        "gpu": dict(n_data=50_000, steps=20_000, n_eval=5_000, width=256, depth=4, batch_size=1024),
+    },
+    "checkerboard_teacher": {
+        "smoke": dict(n_data=2_000, steps=300, n_eval=500, width=64, depth=2, batch_size=256),
+        "cpu": dict(n_data=20_000, steps=15_000, n_eval=5_000, width=128, depth=3, batch_size=512),
+        "gpu": dict(n_data=50_000, steps=30_000, n_eval=5_000, width=256, depth=4, batch_size=1024),
+    },
+}
+
+
+def budget():
+    """The run budget: ``PDLEARN_BUDGET`` if set, else 'gpu' with CUDA and 'cpu' without."""
+    name = os.environ.get("PDLEARN_BUDGET", "").strip().lower()
+    if not name:
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in BUDGETS:
+        raise ValueError(
+            f"PDLEARN_BUDGET={name!r} is not a budget; use one of {', '.join(BUDGETS)} "
+            "(for example: export PDLEARN_BUDGET=smoke)"
+        )
+    return name
+
+
+def sizes(name, budget_name=None):
+    """The sizes of experiment ``name`` at the current (or given) budget, as a dict."""
+    if name not in SIZES:
+        raise KeyError(f"no sizes named {name!r}; known: {', '.join(sorted(SIZES))}")
+    return dict(SIZES[name][budget_name or budget()])
+
+
+def device():
+    """'cuda' when a GPU is present, else 'cpu'."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def checkpoint_path(name, budget_name=None):
+    """Where a chapter keeps the checkpoint ``name``: ``$PDLEARN_CHECKPOINTS`` (default
+    ``./checkpoints``), one file per budget. Chapters resume from it, so a teacher
+    trained by one chapter is loaded, not retrained, by the next."""
+    folder = os.environ.get("PDLEARN_CHECKPOINTS", "checkpoints")
+    return os.path.join(folder, f"{name}-{budget_name or budget()}.pt")

@@ -1,0 +1,10 @@
+"""Denoising networks. Each has ``prediction`` ('eps', 'x' or 'v'), ``sample_shape`` and ``config``."""
+from .embeddings import ClassEmbedding, SinusoidalEmbedding
+from .mlp import MLPDenoiser
+
+__all__ = ["MLPDenoiser", "SinusoidalEmbedding", "ClassEmbedding", "count_parameters"]
+
+
+def count_parameters(net):
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -1,0 +1,60 @@
+"""MLPDenoiser: a residual SiLU MLP for 2D (or any low-dimensional) data."""
+import torch
+from torch import nn
+
+from .embeddings import ClassEmbedding, SinusoidalEmbedding
+
+
+class ResidualBlock(nn.Module):
+    """h + W2 silu(W1 norm(h) + E e): a pre-norm residual block with the embedding added."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.lin1 = nn.Linear(width, width)
+        self.emb = nn.Linear(width, width)
+        self.lin2 = nn.Linear(width, width)
+
+    def forward(self, h, e):
+        return h + self.lin2(torch.nn.functional.silu(self.lin1(self.norm(h)) + self.emb(e)))
+
+
+class MLPDenoiser(nn.Module):
+    """net(z, t) -> prediction of ``self.prediction`` ('v' by default), z: [n, dim], t: [n] in [0, 1].
+
+    Conditioning: a sinusoidal embedding of t; with ``num_classes`` a class
+    embedding (y=None is the null label); with ``w_cond=True`` a sinusoidal
+    embedding of the guidance weight w (guided distillation, Meng et al., 2023).
+    """
+
+    def __init__(self, dim=2, width=128, depth=3, emb_dim=64, prediction="v", num_classes=None, w_cond=False):
+        super().__init__()
+        self.config = dict(dim=dim, width=width, depth=depth, emb_dim=emb_dim, prediction=prediction,
+                           num_classes=num_classes, w_cond=w_cond)
+        self.prediction = prediction
+        self.sample_shape = (dim,)
+        self.t_emb = SinusoidalEmbedding(emb_dim)
+        self.emb = nn.Sequential(nn.Linear(emb_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.y_emb = ClassEmbedding(num_classes, width) if num_classes else None
+        self.w_emb = nn.Sequential(SinusoidalEmbedding(emb_dim, max_freq=100.0), nn.Linear(emb_dim, width)) if w_cond else None
+        self.inp = nn.Linear(dim, width)
+        self.blocks = nn.ModuleList(ResidualBlock(width) for _ in range(depth))
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, dim))
+
+    def forward(self, z, t, y=None, w=None):
+        if z.ndim != 2 or z.shape[1] != self.sample_shape[0]:
+            raise ValueError(f"MLPDenoiser(dim={self.sample_shape[0]}) expects z of shape [n, {self.sample_shape[0]}], "
+                             f"got {tuple(z.shape)}")
+        n = z.shape[0]
+        e = self.emb(self.t_emb(torch.as_tensor(t).expand(n) if torch.as_tensor(t).ndim == 0 else t))
+        if self.y_emb is not None:
+            e = e + self.y_emb(y, n)
+        if self.w_emb is not None:
+            if w is None:
+                raise ValueError("this MLPDenoiser was built with w_cond=True: pass the guidance weight w=")
+            w = torch.as_tensor(w, dtype=z.dtype, device=z.device)
+            e = e + self.w_emb(w.expand(n) if w.ndim == 0 else w)
+        h = self.inp(z)
+        for block in self.blocks:
+            h = block(h, e)
+        return self.out(h)

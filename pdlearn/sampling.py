@@ -1,0 +1,197 @@
+"""Samplers: DDPM ancestral sampling, DDIM (with eta) and DDIM inversion.
+
+Every sampler is one loop over a time grid t_N = 1 > ... > t_0 = 0 and shares
+one signature: ``sampler(net, sched, n=None, z=None, steps=..., seed=0, ...)``.
+Noise is seeded per sample (see ``NoiseSource``): sample i depends only on
+(seed, i), never on how many samples are drawn with it.
+"""
+import torch
+
+from .parameterization import predict
+from .schedules import check_steps
+
+BLOCK = 64  # samples per random generator
+
+
+class NoiseSource:
+    """Per-sample seeded Gaussian noise, in the spirit of EDM's StackedRandomGenerator.
+
+    Samples are grouped in fixed blocks of 64; block b has its own generator seeded
+    with (seed, b), and every draw takes a full block. So sample i's noise depends
+    only on (seed, i): drawing 10 or 10,000 samples gives the same first 10.
+    """
+
+    def __init__(self, n, shape, seed=0, dtype=torch.float32, device="cpu"):
+        self.n, self.shape, self.dtype, self.device = n, tuple(shape), dtype, device
+        n_blocks = (n + BLOCK - 1) // BLOCK
+        self.generators = [torch.Generator().manual_seed(int(seed) * 1_000_003 + b) for b in range(n_blocks)]
+
+    def randn(self):
+        blocks = [torch.randn((BLOCK, *self.shape), generator=g, dtype=torch.float64) for g in self.generators]
+        return torch.cat(blocks)[: self.n].to(self.device, self.dtype)
+
+
+def _sample_shape(net, z, n):
+    if z is not None:
+        return z
+    if n is None:
+        raise ValueError("give either n (how many samples) or z (the starting noise z_1, shape [n, ...])")
+    if not hasattr(net, "sample_shape"):
+        raise ValueError(f"{type(net).__name__} has no `sample_shape`; pass z= (the starting noise) instead of n=")
+    return None
+
+
+def _setup(net, n, z, seed):
+    """Starting noise z_1 and the noise source for later steps."""
+    _sample_shape(net, z, n)
+    params = list(net.parameters()) if isinstance(net, torch.nn.Module) else []
+    device = z.device if z is not None else (params[0].device if params else torch.device("cpu"))
+    dtype = z.dtype if z is not None else torch.float32
+    shape = tuple(z.shape[1:]) if z is not None else tuple(net.sample_shape)
+    count = z.shape[0] if z is not None else int(n)
+    noise = NoiseSource(count, shape, seed=seed, dtype=dtype, device=device)
+    if z is None:
+        z = noise.randn()
+    return z, noise
+
+
+def ddim_step(x_hat, eps_hat, alpha_s, sigma_s, alpha_t, sigma_t, eta=0.0, noise=None):
+    """One DDIM step from t to s < t (Song, Meng & Ermon, 2021, eq. 12, in VP notation):
+
+        c   = eta * sqrt(sigma_s^2 / sigma_t^2 * (1 - alpha_t^2 / alpha_s^2))
+        z_s = alpha_s x_hat + sqrt(sigma_s^2 - c^2) eps_hat + c * noise
+
+    eta = 0 is deterministic DDIM; eta = 1 has the DDPM posterior variance.
+    Coefficients are scalars or tensors broadcastable against x_hat.
+    """
+    alpha_s, sigma_s, alpha_t, sigma_t = (torch.as_tensor(a, dtype=x_hat.dtype, device=x_hat.device)
+                                          for a in (alpha_s, sigma_s, alpha_t, sigma_t))
+    c = eta * torch.sqrt((sigma_s**2 / sigma_t**2) * (1 - alpha_t**2 / alpha_s**2))
+    z_s = alpha_s * x_hat + torch.sqrt((sigma_s**2 - c**2).clamp(min=0)) * eps_hat
+    if eta > 0:
+        z_s = z_s + c * noise
+    return z_s
+
+
+def ddpm_posterior(z_t, x_hat, alpha_s, sigma_s, alpha_t, sigma_t):
+    """Mean and variance of q(z_s | z_t, x = x_hat) for s < t (Ho et al., 2020, eq. 7;
+    Kingma et al., 2021, eq. 32):
+
+        alpha_ts = alpha_t / alpha_s,  sigma_ts^2 = sigma_t^2 - alpha_ts^2 sigma_s^2
+        mean = alpha_ts sigma_s^2 / sigma_t^2 z_t + alpha_s sigma_ts^2 / sigma_t^2 x_hat
+        var  = sigma_ts^2 sigma_s^2 / sigma_t^2
+    """
+    alpha_ts = alpha_t / alpha_s
+    sigma2_ts = sigma_t**2 - alpha_ts**2 * sigma_s**2
+    mean = (alpha_ts * sigma_s**2 / sigma_t**2) * z_t + (alpha_s * sigma2_ts / sigma_t**2) * x_hat
+    return mean, sigma2_ts * sigma_s**2 / sigma_t**2
+
+
+def _coefs(sched, t, like):
+    alpha, sigma = sched.alpha_sigma(torch.as_tensor(t, dtype=torch.float64))
+    return alpha.to(like.dtype).item(), sigma.to(like.dtype).item()
+
+
+def _new_trajectory(grid, z):
+    return {"t": grid, "z": [z], "x_hat": []}
+
+
+def _finish(z, traj, return_trajectory):
+    if not return_trajectory:
+        return z
+    traj["z"] = torch.stack(traj["z"])
+    traj["x_hat"] = torch.stack(traj["x_hat"])
+    return z, traj
+
+
+@torch.no_grad()
+def ddim_sample(net, sched, n=None, z=None, steps=50, eta=0.0, seed=0, grid="uniform",
+                return_trajectory=False, model_kwargs=None, progress=False):
+    """DDIM sampling (Song, Meng & Ermon, 2021): for each step t -> s of the grid,
+
+        (x_hat, eps_hat) = predict(net, z_t, t);  z_s = ddim_step(x_hat, eps_hat, ...).
+
+    Start from z_1 = ``z`` or from per-sample seeded noise of ``n`` samples of
+    shape ``net.sample_shape``. ``grid`` is a spacing name for ``sched.grid``
+    ('uniform' or 'logsnr') or an explicit decreasing tensor of times from 1 to 0.
+    Returns z_0 [n, ...], or (z_0, trajectory) with trajectory['t'] [N+1],
+    ['z'] [N+1, n, ...] (z_1 first) and ['x_hat'] [N, n, ...].
+    """
+    z, noise = _setup(net, n, z, seed)
+    times = sched.grid(check_steps(steps), grid) if isinstance(grid, str) else torch.as_tensor(grid, dtype=torch.float64)
+    kw = model_kwargs or {}
+    traj = _new_trajectory(times, z)
+    for i in _steps(len(times) - 1, progress, "DDIM"):
+        t, s = times[i], times[i + 1]
+        alpha_t, sigma_t = _coefs(sched, t, z)
+        alpha_s, sigma_s = _coefs(sched, s, z)
+        x_hat, eps_hat = predict(net, z, t, sched, **kw)
+        step_noise = noise.randn() if eta > 0 else None
+        z = ddim_step(x_hat, eps_hat, alpha_s, sigma_s, alpha_t, sigma_t, eta, step_noise)
+        if return_trajectory:
+            traj["z"].append(z)
+            traj["x_hat"].append(x_hat)
+    return _finish(z, traj, return_trajectory)
+
+
+@torch.no_grad()
+def ddpm_sample(net, sched, n=None, z=None, steps=1000, seed=0, grid="uniform",
+                return_trajectory=False, model_kwargs=None, progress=False):
+    """Ancestral sampling (Ho et al., 2020, Algorithm 2) on the grid: for each step t -> s,
+
+        z_s ~ N(mean, var) of q(z_s | z_t, x = x_hat)   (``ddpm_posterior``).
+
+    With the LinearBetaSchedule and steps = 1000 this is Ho et al.'s sampler. Same
+    signature and return value as ``ddim_sample``.
+    """
+    z, noise = _setup(net, n, z, seed)
+    times = sched.grid(check_steps(steps), grid) if isinstance(grid, str) else torch.as_tensor(grid, dtype=torch.float64)
+    kw = model_kwargs or {}
+    traj = _new_trajectory(times, z)
+    for i in _steps(len(times) - 1, progress, "DDPM"):
+        t, s = times[i], times[i + 1]
+        alpha_t, sigma_t = _coefs(sched, t, z)
+        alpha_s, sigma_s = _coefs(sched, s, z)
+        x_hat, _ = predict(net, z, t, sched, **kw)
+        mean, var = ddpm_posterior(z, x_hat, alpha_s, sigma_s, alpha_t, sigma_t)
+        step_noise = noise.randn()
+        z = mean + var**0.5 * step_noise if var > 0 else mean
+        if return_trajectory:
+            traj["z"].append(z)
+            traj["x_hat"].append(x_hat)
+    return _finish(z, traj, return_trajectory)
+
+
+@torch.no_grad()
+def ddim_invert(net, sched, x, steps=50, grid="uniform", return_trajectory=False, model_kwargs=None):
+    """DDIM inversion: the deterministic encoder x = z_0 -> z_1, the eta = 0 update run
+    backwards along the grid (Song, Meng & Ermon, 2021, sec. 4.3; Dhariwal & Nichol,
+    2021, app. F). Each step s -> t > s evaluates the network at the current point s:
+
+        (x_hat, eps_hat) = predict(net, z_s, s);  z_t = alpha_t x_hat + sigma_t eps_hat.
+
+    Sampling with ``ddim_sample`` on the same grid from the returned z_1 reconstructs
+    x up to the discretisation error, which shrinks as steps grows.
+    """
+    times = sched.grid(check_steps(steps), grid) if isinstance(grid, str) else torch.as_tensor(grid, dtype=torch.float64)
+    times = times.flip(0)  # 0 -> 1
+    kw = model_kwargs or {}
+    z = x
+    traj = _new_trajectory(times, z)
+    for i in range(len(times) - 1):
+        s, t = times[i], times[i + 1]
+        alpha_t, sigma_t = _coefs(sched, t, z)
+        x_hat, eps_hat = predict(net, z, s, sched, **kw)
+        z = alpha_t * x_hat + sigma_t * eps_hat
+        if return_trajectory:
+            traj["z"].append(z)
+            traj["x_hat"].append(x_hat)
+    return _finish(z, traj, return_trajectory)
+
+
+def _steps(count, progress, desc):
+    if not progress:
+        return range(count)
+    from tqdm.auto import trange
+
+    return trange(count, desc=desc, leave=False)

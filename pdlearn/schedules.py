@@ -1,0 +1,122 @@
+"""Noise schedules on continuous time t in [0, 1] (variance preserving).
+
+    z_t = alpha_t x + sigma_t eps,   alpha_t^2 + sigma_t^2 = 1,
+    lambda_t = log(alpha_t^2 / sigma_t^2)   (log-SNR, decreasing in t).
+
+A schedule maps t to (alpha_t, sigma_t). Both schedules of the book share this
+interface, so the discrete DDPM of chapter 1 and the continuous chapters run
+through the same samplers.
+"""
+import math
+
+import torch
+
+
+class Schedule:
+    """Interface: ``alpha_sigma(t)``; everything else follows from it."""
+
+    def alpha_sigma(self, t):
+        raise NotImplementedError
+
+    def logsnr(self, t):
+        """lambda_t = log(alpha_t^2 / sigma_t^2); +inf at alpha = 1, -inf at alpha = 0."""
+        alpha, sigma = self.alpha_sigma(t)
+        return 2 * (torch.log(alpha) - torch.log(sigma))
+
+    def t_from_logsnr(self, lam, iters=60):
+        """Invert lambda_t by bisection (lambda is monotone decreasing in t)."""
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        lo, hi = torch.zeros_like(lam), torch.ones_like(lam)
+        for _ in range(iters):
+            mid = (lo + hi) / 2
+            above = self.logsnr(mid) > lam  # still too clean: move right
+            lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+        return (lo + hi) / 2
+
+    def grid(self, steps, spacing="uniform", logsnr_range=(-10.0, 10.0)):
+        """Times t_N = 1 > t_{N-1} > ... > t_0 = 0 of an N-step sampler, float64 [N + 1].
+
+        spacing='uniform': t_i = i / N.
+        spacing='logsnr':  interior points uniform in lambda between the ends of
+        ``logsnr_range`` (clipped to the schedule's own range); endpoints stay 1 and 0.
+        """
+        steps = check_steps(steps)
+        if spacing == "uniform":
+            return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+        if spacing == "logsnr":
+            lo = max(logsnr_range[0], float(self.logsnr(torch.tensor(1.0, dtype=torch.float64))))
+            hi = min(logsnr_range[1], float(self.logsnr(torch.tensor(1e-6, dtype=torch.float64))))
+            lam = torch.linspace(lo, hi, steps + 1, dtype=torch.float64)
+            t = self.t_from_logsnr(lam)
+            t[0], t[-1] = 1.0, 0.0
+            return t
+        raise ValueError(f"spacing must be 'uniform' or 'logsnr', got {spacing!r}")
+
+
+def check_steps(steps):
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    return steps
+
+
+class CosineSchedule(Schedule):
+    """alpha_t = cos(pi t / 2), sigma_t = sin(pi t / 2) (Nichol & Dhariwal, 2021;
+    the schedule of Salimans & Ho, 2022). lambda_t = -2 log tan(pi t / 2)."""
+
+    def alpha_sigma(self, t):
+        t = torch.as_tensor(t)
+        if not t.is_floating_point():
+            t = t.double()
+        half_pi_t = (math.pi / 2) * t
+        # clamp: in float32 cos(pi/2) is -4e-8, not 0
+        return torch.cos(half_pi_t).clamp(0.0, 1.0), torch.sin(half_pi_t).clamp(0.0, 1.0)
+
+    def logsnr(self, t):
+        t = torch.as_tensor(t)
+        if not t.is_floating_point():
+            t = t.double()
+        return -2 * torch.log(torch.tan((math.pi / 2) * t))
+
+    def t_from_logsnr(self, lam):
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        return (2 / math.pi) * torch.atan(torch.exp(-lam / 2))
+
+    def __repr__(self):
+        return "CosineSchedule()"
+
+
+class LinearBetaSchedule(Schedule):
+    """The discrete DDPM schedule of Ho et al. (2020) on the continuous interface.
+
+    beta_i = linspace(beta_1, beta_T, T), alpha_bar_i = prod_{j<=i} (1 - beta_j),
+    i = 1..T. Time t = i / T carries alpha_t^2 = alpha_bar_i exactly (alpha_0 = 1);
+    between grid points log(alpha_bar) is interpolated linearly in t. An N-step
+    sampler on the uniform grid with N = T is Ho et al.'s sampler.
+    """
+
+    def __init__(self, T=1000, beta_start=1e-4, beta_end=0.02):
+        self.T = T
+        betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        log_abar = torch.cumsum(torch.log1p(-betas), 0)
+        self.betas = betas
+        self.log_alpha_bar = torch.cat([torch.zeros(1, dtype=torch.float64), log_abar])  # [T + 1]
+
+    def _log_alpha_bar(self, t):
+        t = torch.as_tensor(t)
+        dtype = t.dtype if t.is_floating_point() else torch.float64
+        s = t.double().clamp(0, 1) * self.T
+        i = s.floor().long().clamp(max=self.T - 1)
+        frac = s - i
+        table = self.log_alpha_bar.to(t.device)
+        return ((1 - frac) * table[i] + frac * table[i + 1]).to(dtype)
+
+    def alpha_sigma(self, t):
+        log_abar = self._log_alpha_bar(t)
+        return torch.exp(log_abar / 2), torch.sqrt(-torch.expm1(log_abar))
+
+    def logsnr(self, t):
+        log_abar = self._log_alpha_bar(t)
+        return log_abar - torch.log(-torch.expm1(log_abar))
+
+    def __repr__(self):
+        return f"LinearBetaSchedule(T={self.T})"
