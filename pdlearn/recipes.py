@@ -3,6 +3,8 @@
 Each recipe is a few calls to the public API with sizes from ``budget.SIZES``.
 Its checkpoint makes the second call (from a later chapter) a load, not a retrain.
 """
+import hashlib
+
 import torch
 
 from . import data as data_mod
@@ -22,7 +24,9 @@ def toy_teacher(name="moons", prediction="v", seed=0, progress=True, budget_name
     x = data_mod.toy(name, n=cfg["n_data"], seed=seed)
     torch.manual_seed(seed)
     net = MLPDenoiser(dim=2, width=cfg["width"], depth=cfg["depth"], prediction=prediction)
-    tag = f"{name}_teacher" + ("" if prediction == "v" else f"_{prediction}") + f"_seed{seed}"
+    # the sizes are part of the name: a changed recipe trains afresh instead of resuming a stale file
+    digest = hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:8]
+    tag = f"{name}_teacher_{prediction}_seed{seed}_{digest}"
     net = train_diffusion(net, x, CosineSchedule(), steps=cfg["steps"], seed=seed, batch_size=cfg["batch_size"],
                           checkpoint=checkpoint_path(tag, budget_name), checkpoint_every=1000, resume=True,
                           progress=progress, desc=f"{name} teacher")
