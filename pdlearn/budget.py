@@ -29,6 +29,15 @@ SIZES = {
         "cpu": dict(n_data=20_000, steps=15_000, n_eval=5_000, width=128, depth=3, batch_size=512),
         "gpu": dict(n_data=50_000, steps=30_000, n_eval=5_000, width=256, depth=4, batch_size=1024),
     },
+    # chapter 2: DDIM on the chapter-1 moons teacher (quality vs steps, trajectories, inversion)
+    "ddim_2d": {
+        "smoke": dict(n_eval=500, step_counts=(1, 4, 16, 64), floor_repeats=3, n_show=500, n_paths=60,
+                      invert_steps=(10, 50), n_invert=200),
+        "cpu": dict(n_eval=5_000, step_counts=(1, 2, 4, 8, 16, 64, 256, 1000), floor_repeats=5, n_show=2_000,
+                    n_paths=200, invert_steps=(10, 30, 100, 300), n_invert=1_000),
+        "gpu": dict(n_eval=5_000, step_counts=(1, 2, 4, 8, 16, 64, 256, 1000), floor_repeats=5, n_show=2_000,
+                    n_paths=200, invert_steps=(10, 30, 100, 300), n_invert=1_000),
+    },
 }
 
 

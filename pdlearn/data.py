@@ -76,3 +76,11 @@ def toy(name, n=10_000, seed=0, return_labels=False):
         x = r * np.stack([np.cos(a), np.sin(a)], 1) + 0.06 * g.standard_normal((n, 2))
     x = torch.from_numpy(np.asarray(x, dtype=np.float32))
     return (x, torch.from_numpy(np.asarray(y, dtype=np.int64))) if return_labels else x
+
+
+# ---------------------------------------------------------------------------
+# Image sets (chapter 5): the embedded digits and the MNIST / Fashion-MNIST /
+# CIFAR-10 loaders live in pdlearn/images.py; imported here so that
+# pdl.data.digits() sits beside pdl.data.toy().
+# ---------------------------------------------------------------------------
+from .images import cifar10, digits, fashion_mnist, mnist  # noqa: E402,F401

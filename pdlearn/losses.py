@@ -46,7 +46,9 @@ def diffusion_loss(net, x, sched, t=None, eps=None, weighting="snr+1", generator
     """The training loss on a batch x: t ~ U(0, 1), eps ~ N(0, I), loss = mean weighted error."""
     n = x.shape[0]
     if t is None:
-        t = torch.rand(n, generator=generator, device="cpu").to(x.device, x.dtype)
+        # torch.rand returns multiples of 2^-24 including exactly 0, where sigma = 0 and an
+        # x-prediction network has no eps_hat; the clamp moves only that value
+        t = torch.rand(n, generator=generator, device="cpu").clamp(min=2.0**-24).to(x.device, x.dtype)
     if eps is None:
         eps = torch.randn(x.shape, generator=generator, device="cpu").to(x.device, x.dtype)
     z = q_sample(x, t, sched, eps)

@@ -1,12 +1,24 @@
 """Samplers: DDPM ancestral sampling, DDIM (with eta) and DDIM inversion.
 
 Every sampler is one loop over a time grid t_N = 1 > ... > t_0 = 0 and shares
-one signature: ``sampler(net, sched, n=None, z=None, steps=..., seed=0, ...)``.
+one signature: ``sampler(net, sched, n=None, z=None, steps=..., seed=0, grid=...)``.
+
+Grids (``grid=``, see ``Schedule.grid``):
+    'uniform'  t_k = k / N. On ``LinearBetaSchedule`` (t = (tau + 1) / T for
+               diffusers' timestep tau) this is the "trailing" spacing of
+               diffusers: timesteps 999, 999 - T/N, ..., T/N - 1, then alpha = 1.
+    'logsnr'   interior times uniform in lambda_t (log-SNR); endpoints 1 and 0.
+    a tensor   any decreasing times in [0, 1], used as given.
+
 Noise is seeded per sample (see ``NoiseSource``): sample i depends only on
-(seed, i), never on how many samples are drawn with it.
+(seed, i), never on how many samples are drawn with it. The stream is read in
+one order by every sampler: z_1 first, then one draw per step. When z_1 is
+passed in (``z=``) its draw is skipped, not reused, so passing the seed's own
+z_1 reproduces the call with ``n=`` exactly.
 """
 import torch
 
+from .data import as_data
 from .parameterization import predict
 from .schedules import check_steps
 
@@ -50,25 +62,41 @@ def _setup(net, n, z, seed):
     shape = tuple(z.shape[1:]) if z is not None else tuple(net.sample_shape)
     count = z.shape[0] if z is not None else int(n)
     noise = NoiseSource(count, shape, seed=seed, dtype=dtype, device=device)
-    if z is None:
-        z = noise.randn()
-    return z, noise
+    first = noise.randn()  # z_1 of this seed; the per-step draws come after it either way
+    return (first if z is None else z), noise
+
+
+def _times(sched, steps, grid):
+    """The grid as a float64 tensor of decreasing times: a spacing name or explicit times."""
+    if isinstance(grid, str):
+        return sched.grid(check_steps(steps), grid)
+    times = torch.as_tensor(grid, dtype=torch.float64).flatten()
+    if times.numel() < 2 or not (times[1:] < times[:-1]).all() or times[0] > 1 or times[-1] < 0:
+        raise ValueError("an explicit grid must be a strictly decreasing sequence of at least two times in [0, 1], "
+                         f"for example sched.grid(8) or torch.linspace(1, 0, 9); got {times.tolist()[:6]}...")
+    return times
 
 
 def ddim_step(x_hat, eps_hat, alpha_s, sigma_s, alpha_t, sigma_t, eta=0.0, noise=None):
-    """One DDIM step from t to s < t (Song, Meng & Ermon, 2021, eq. 12, in VP notation):
+    """One DDIM step from t to s < t (Song, Meng & Ermon, 2021, eqs. 12 and 16, in VP notation):
 
         c   = eta * sqrt(sigma_s^2 / sigma_t^2 * (1 - alpha_t^2 / alpha_s^2))
         z_s = alpha_s x_hat + sqrt(sigma_s^2 - c^2) eps_hat + c * noise
 
-    eta = 0 is deterministic DDIM; eta = 1 has the DDPM posterior variance.
-    Coefficients are scalars or tensors broadcastable against x_hat.
+    eta = 0 is deterministic DDIM; with eta = 1, c^2 is the variance of the DDPM
+    posterior q(z_s | z_t, x) and the mean is its mean (``ddpm_posterior``) when
+    eps_hat = (z_t - alpha_t x_hat) / sigma_t. Coefficients are scalars or tensors
+    broadcastable against x_hat; ``noise`` is needed only when eta > 0.
     """
     alpha_s, sigma_s, alpha_t, sigma_t = (torch.as_tensor(a, dtype=x_hat.dtype, device=x_hat.device)
                                           for a in (alpha_s, sigma_s, alpha_t, sigma_t))
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM posterior variance), got {eta}")
     c = eta * torch.sqrt((sigma_s**2 / sigma_t**2) * (1 - alpha_t**2 / alpha_s**2))
     z_s = alpha_s * x_hat + torch.sqrt((sigma_s**2 - c**2).clamp(min=0)) * eps_hat
     if eta > 0:
+        if noise is None:
+            raise ValueError("ddim_step with eta > 0 adds c * noise: pass noise= (a standard normal tensor like x_hat)")
         z_s = z_s + c * noise
     return z_s
 
@@ -107,18 +135,21 @@ def _finish(z, traj, return_trajectory):
 @torch.no_grad()
 def ddim_sample(net, sched, n=None, z=None, steps=50, eta=0.0, seed=0, grid="uniform",
                 return_trajectory=False, model_kwargs=None, progress=False):
-    """DDIM sampling (Song, Meng & Ermon, 2021): for each step t -> s of the grid,
+    """DDIM sampling (Song, Meng & Ermon, 2021, eq. 12): for each step t -> s of the grid,
 
-        (x_hat, eps_hat) = predict(net, z_t, t);  z_s = ddim_step(x_hat, eps_hat, ...).
+        (x_hat, eps_hat) = predict(net, z_t, t)
+        z_s = alpha_s x_hat + sqrt(sigma_s^2 - c^2) eps_hat + c * noise,
+        c   = eta * sqrt(sigma_s^2 / sigma_t^2 * (1 - alpha_t^2 / alpha_s^2))   (``ddim_step``).
 
+    eta = 0: deterministic, an Euler step of the probability-flow ODE in
+    (z / alpha, sigma / alpha); eta = 1: the DDPM posterior (same as ``ddpm_sample``).
     Start from z_1 = ``z`` or from per-sample seeded noise of ``n`` samples of
-    shape ``net.sample_shape``. ``grid`` is a spacing name for ``sched.grid``
-    ('uniform' or 'logsnr') or an explicit decreasing tensor of times from 1 to 0.
-    Returns z_0 [n, ...], or (z_0, trajectory) with trajectory['t'] [N+1],
-    ['z'] [N+1, n, ...] (z_1 first) and ['x_hat'] [N, n, ...].
+    shape ``net.sample_shape``. ``grid``: 'uniform', 'logsnr' or explicit times
+    (module docstring). Returns z_0 [n, ...], or (z_0, trajectory) with
+    trajectory['t'] [N+1], ['z'] [N+1, n, ...] (z_1 first) and ['x_hat'] [N, n, ...].
     """
     z, noise = _setup(net, n, z, seed)
-    times = sched.grid(check_steps(steps), grid) if isinstance(grid, str) else torch.as_tensor(grid, dtype=torch.float64)
+    times = _times(sched, steps, grid)
     kw = model_kwargs or {}
     traj = _new_trajectory(times, z)
     for i in _steps(len(times) - 1, progress, "DDIM"):
@@ -139,13 +170,14 @@ def ddpm_sample(net, sched, n=None, z=None, steps=1000, seed=0, grid="uniform",
                 return_trajectory=False, model_kwargs=None, progress=False):
     """Ancestral sampling (Ho et al., 2020, Algorithm 2) on the grid: for each step t -> s,
 
-        z_s ~ N(mean, var) of q(z_s | z_t, x = x_hat)   (``ddpm_posterior``).
+        z_s = mean + sqrt(var) * noise,  (mean, var) of q(z_s | z_t, x = x_hat)   (``ddpm_posterior``).
 
-    With the LinearBetaSchedule and steps = 1000 this is Ho et al.'s sampler. Same
-    signature and return value as ``ddim_sample``.
+    With the LinearBetaSchedule and steps = 1000 this is Ho et al.'s sampler with the
+    posterior variance (diffusers' 'fixed_small'); on any grid it is
+    ``ddim_sample`` with eta = 1. Same signature and return value as ``ddim_sample``.
     """
     z, noise = _setup(net, n, z, seed)
-    times = sched.grid(check_steps(steps), grid) if isinstance(grid, str) else torch.as_tensor(grid, dtype=torch.float64)
+    times = _times(sched, steps, grid)
     kw = model_kwargs or {}
     traj = _new_trajectory(times, z)
     for i in _steps(len(times) - 1, progress, "DDPM"):
@@ -163,7 +195,8 @@ def ddpm_sample(net, sched, n=None, z=None, steps=1000, seed=0, grid="uniform",
 
 
 @torch.no_grad()
-def ddim_invert(net, sched, x, steps=50, grid="uniform", return_trajectory=False, model_kwargs=None):
+def ddim_invert(net, sched, x, steps=50, grid="uniform", return_trajectory=False, model_kwargs=None,
+                progress=False):
     """DDIM inversion: the deterministic encoder x = z_0 -> z_1, the eta = 0 update run
     backwards along the grid (Song, Meng & Ermon, 2021, sec. 4.3; Dhariwal & Nichol,
     2021, app. F). Each step s -> t > s evaluates the network at the current point s:
@@ -171,14 +204,16 @@ def ddim_invert(net, sched, x, steps=50, grid="uniform", return_trajectory=False
         (x_hat, eps_hat) = predict(net, z_s, s);  z_t = alpha_t x_hat + sigma_t eps_hat.
 
     Sampling with ``ddim_sample`` on the same grid from the returned z_1 reconstructs
-    x up to the discretisation error, which shrinks as steps grows.
+    x up to the discretisation error, which shrinks like 1 / steps
+    (``inversion_error`` measures it). The first step evaluates the network at
+    t = 0, so it needs an 'eps' or 'v' network (an 'x' network has no eps_hat there).
+    Returns z_1, or (z_1, trajectory) with times increasing from 0 to 1.
     """
-    times = sched.grid(check_steps(steps), grid) if isinstance(grid, str) else torch.as_tensor(grid, dtype=torch.float64)
-    times = times.flip(0)  # 0 -> 1
+    z = as_data(x, "x")
+    times = _times(sched, steps, grid).flip(0)  # 0 -> 1
     kw = model_kwargs or {}
-    z = x
     traj = _new_trajectory(times, z)
-    for i in range(len(times) - 1):
+    for i in _steps(len(times) - 1, progress, "DDIM inversion"):
         s, t = times[i], times[i + 1]
         alpha_t, sigma_t = _coefs(sched, t, z)
         x_hat, eps_hat = predict(net, z, s, sched, **kw)
@@ -187,6 +222,17 @@ def ddim_invert(net, sched, x, steps=50, grid="uniform", return_trajectory=False
             traj["z"].append(z)
             traj["x_hat"].append(x_hat)
     return _finish(z, traj, return_trajectory)
+
+
+def inversion_error(net, sched, x, steps=50, grid="uniform", model_kwargs=None):
+    """Per-example reconstruction error of inversion then sampling on the same grid:
+
+        err_i = || ddim_sample(ddim_invert(x_i)) - x_i ||   (Euclidean, over all dimensions), shape [n].
+    """
+    x = as_data(x, "x")
+    z1 = ddim_invert(net, sched, x, steps=steps, grid=grid, model_kwargs=model_kwargs)
+    x_rec = ddim_sample(net, sched, z=z1, steps=steps, grid=grid, model_kwargs=model_kwargs)
+    return (x_rec - x).flatten(1).norm(dim=1)
 
 
 def _steps(count, progress, desc):

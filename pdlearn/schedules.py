@@ -61,28 +61,36 @@ def check_steps(steps):
 
 class CosineSchedule(Schedule):
     """alpha_t = cos(pi t / 2), sigma_t = sin(pi t / 2) (Nichol & Dhariwal, 2021;
-    the schedule of Salimans & Ho, 2022). lambda_t = -2 log tan(pi t / 2)."""
+    the schedule of Salimans & Ho, 2022). lambda_t = -2 log tan(pi t / 2).
+
+    ``logsnr_min`` (default None: off) rescales time, t -> t * t_max with
+    t_max = (2 / pi) atan(exp(-logsnr_min / 2)), so that lambda_1 = logsnr_min and
+    alpha_1 > 0. Only an eps-prediction model needs that (its x_hat divides by
+    alpha); the ablation of chapter 4 uses it.
+    """
+
+    def __init__(self, logsnr_min=None):
+        self.logsnr_min = logsnr_min
+        self.t_max = 1.0 if logsnr_min is None else (2 / math.pi) * math.atan(math.exp(-logsnr_min / 2))
 
     def alpha_sigma(self, t):
         t = torch.as_tensor(t)
         if not t.is_floating_point():
             t = t.double()
-        half_pi_t = (math.pi / 2) * t
-        # clamp: in float32 cos(pi/2) is -4e-8, not 0
-        return torch.cos(half_pi_t).clamp(0.0, 1.0), torch.sin(half_pi_t).clamp(0.0, 1.0)
-
-    def logsnr(self, t):
-        t = torch.as_tensor(t)
-        if not t.is_floating_point():
-            t = t.double()
-        return -2 * torch.log(torch.tan((math.pi / 2) * t))
+        if self.logsnr_min is not None:
+            t = t * self.t_max
+        # alpha written as sin(pi (1 - t) / 2) = cos(pi t / 2): exactly 0 at t = 1 in every
+        # dtype (cos of the rounded pi/2 is 6e-17 in float64 and -4e-8 in float32)
+        alpha = torch.sin((math.pi / 2) * (1 - t))
+        sigma = torch.sin((math.pi / 2) * t)
+        return alpha.clamp(0.0, 1.0), sigma.clamp(0.0, 1.0)
 
     def t_from_logsnr(self, lam):
         lam = torch.as_tensor(lam, dtype=torch.float64)
-        return (2 / math.pi) * torch.atan(torch.exp(-lam / 2))
+        return ((2 / math.pi) * torch.atan(torch.exp(-lam / 2)) / self.t_max).clamp(max=1.0)
 
     def __repr__(self):
-        return "CosineSchedule()"
+        return "CosineSchedule()" if self.logsnr_min is None else f"CosineSchedule(logsnr_min={self.logsnr_min})"
 
 
 class LinearBetaSchedule(Schedule):

@@ -1,8 +1,9 @@
 """Denoising networks. Each has ``prediction`` ('eps', 'x' or 'v'), ``sample_shape`` and ``config``."""
 from .embeddings import ClassEmbedding, SinusoidalEmbedding
 from .mlp import MLPDenoiser
+from .unet import UNet
 
-__all__ = ["MLPDenoiser", "SinusoidalEmbedding", "ClassEmbedding", "count_parameters"]
+__all__ = ["MLPDenoiser", "UNet", "SinusoidalEmbedding", "ClassEmbedding", "count_parameters"]
 
 
 def count_parameters(net):

@@ -46,7 +46,14 @@ class MLPDenoiser(nn.Module):
             raise ValueError(f"MLPDenoiser(dim={self.sample_shape[0]}) expects z of shape [n, {self.sample_shape[0]}], "
                              f"got {tuple(z.shape)}")
         n = z.shape[0]
-        e = self.emb(self.t_emb(torch.as_tensor(t).expand(n) if torch.as_tensor(t).ndim == 0 else t))
+        t = torch.as_tensor(t, dtype=z.dtype, device=z.device)
+        if t.ndim > 1 or (t.ndim == 1 and t.shape[0] not in (1, n)):
+            raise ValueError(f"t must be a scalar or have shape [{n}] (one time per example), got {tuple(t.shape)}")
+        if t.ndim == 0 or bool((t == t.reshape(-1)[0]).all()):
+            # one t for the whole batch (as in sampling): embed it once and broadcast, [1, width]
+            e = self.emb(self.t_emb(t.reshape(-1)[:1]))
+        else:
+            e = self.emb(self.t_emb(t))
         if self.y_emb is not None:
             e = e + self.y_emb(y, n)
         if self.w_emb is not None:

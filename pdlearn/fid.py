@@ -1,0 +1,144 @@
+"""Image metrics: the Frechet distance on classifier features ("digits FID"), the
+classifier's verdict on samples, and a nearest-neighbour memorisation check.
+
+FID compares Gaussian fits of features; it is biased upwards at small n, so every
+FID is shown beside its data-vs-data floor at the same sample size, against the
+held-out digits no teacher trained on. On 1,797 images a teacher that copies its
+training set scores at the floor: ``memorisation`` tells the two apart.
+"""
+import torch
+
+from .data import as_data
+from .digits_classifier import load_classifier
+from .images import digits
+
+
+def gaussian_fit(features):
+    """Mean [d] and covariance [d, d] (unbiased) of features [n, d], in float64."""
+    f = as_data(features, "features", ndim=2).double().cpu()
+    if f.shape[0] < 2:
+        raise ValueError("a Gaussian fit needs at least 2 feature vectors")
+    return f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
+
+
+def sqrt_psd(c):
+    """The symmetric square root of a positive semi-definite matrix, by eigen-decomposition."""
+    vals, vecs = torch.linalg.eigh((c + c.T) / 2)
+    return (vecs * vals.clamp(min=0).sqrt()) @ vecs.T
+
+
+def frechet_distance(mu1, cov1, mu2, cov2):
+    """The squared Frechet (2-Wasserstein) distance between N(mu1, C1) and N(mu2, C2)
+    (Dowson & Landau, 1982; as FID, Heusel et al., 2017):
+
+        d^2 = |mu1 - mu2|^2 + tr(C1) + tr(C2) - 2 tr (C1^(1/2) C2 C1^(1/2))^(1/2).
+
+    The last trace equals tr (C1 C2)^(1/2); written with the symmetric matrix
+    C1^(1/2) C2 C1^(1/2) it is a sum of square roots of real, non-negative eigenvalues.
+    """
+    mu1, cov1, mu2, cov2 = (torch.as_tensor(a, dtype=torch.float64) for a in (mu1, cov1, mu2, cov2))
+    s1 = sqrt_psd(cov1)
+    cross = torch.linalg.eigvalsh(s1 @ cov2 @ s1).clamp(min=0).sqrt().sum()
+    return float((mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * cross)
+
+
+def fid_from_features(a, b):
+    """Frechet distance between the Gaussian fits of two feature sets [n, d] and [m, d]."""
+    return frechet_distance(*gaussian_fit(a), *gaussian_fit(b))
+
+
+def _check_digits(x, name="x"):
+    x = as_data(x, name, ndim=4)
+    if tuple(x.shape[1:]) != (1, 8, 8):
+        raise ValueError(f"{name} must be digits of shape [n, 1, 8, 8] (as pdl.data.digits()), got {tuple(x.shape)}")
+    return x.detach().float().cpu().clamp(-1, 1)
+
+
+@torch.no_grad()
+def digits_features(x, batch_size=1024):
+    """The digits classifier's 64-wide penultimate features of images [n, 1, 8, 8]
+    (clamped to the data range [-1, 1] first)."""
+    x, net = _check_digits(x), load_classifier()
+    return torch.cat([net.features(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def digits_fid(x, reference=None):
+    """FID of images x [n, 1, 8, 8] against ``reference`` (default: the 450 held-out
+    digits, ``digits('test')``) on the digits classifier's features. Compare it with
+    ``digits_fid_floor(n)`` at the same n."""
+    reference = digits("test") if reference is None else reference
+    return fid_from_features(digits_features(x), digits_features(reference))
+
+
+def digits_fid_floor(n, repeats=5, seed=0):
+    """The data-vs-data floor of ``digits_fid`` at sample size n: (mean, std) over
+    ``repeats`` draws of n training digits (without replacement), each scored against
+    the held-out digits exactly as model samples are. A perfect model scores about this."""
+    train = digits("train")
+    if not 2 <= n <= train.shape[0]:
+        raise ValueError(f"n must be between 2 and {train.shape[0]} (the training digits), got {n}")
+    ref = digits_features(digits("test"))
+    feats = digits_features(train)
+    g = torch.Generator().manual_seed(seed)
+    values = torch.tensor([fid_from_features(feats[torch.randperm(train.shape[0], generator=g)[:n]], ref)
+                           for _ in range(repeats)], dtype=torch.float64)
+    return float(values.mean()), float(values.std()) if repeats > 1 else 0.0
+
+
+@torch.no_grad()
+def classifier_confidence(x, threshold=0.9):
+    """What the digits classifier makes of images x: a dict with 'confident' (fraction
+    whose top class probability exceeds ``threshold``), 'mean_confidence' (mean top
+    probability), 'labels' (predicted digit, long [n]) and 'counts' (images per digit, [10])."""
+    probs = torch.cat([load_classifier()(c).softmax(1) for c in _check_digits(x).split(1024)])
+    top, labels = probs.max(1)
+    return {"confident": float((top > threshold).float().mean()), "mean_confidence": float(top.mean()),
+            "labels": labels, "counts": torch.bincount(labels, minlength=10)}
+
+
+@torch.no_grad()
+def nearest_neighbour_distances(x, reference, chunk=512):
+    """For every image in x, the Euclidean (pixel) distance to its nearest image in ``reference``: [n]."""
+    x = as_data(x, "x").flatten(1).double().cpu()
+    r = as_data(reference, "reference").flatten(1).double().cpu()
+    if x.shape[1] != r.shape[1]:
+        raise ValueError(f"x and reference must have images of the same size, got {x.shape[1]} and {r.shape[1]} pixels")
+    return torch.cat([torch.cdist(c, r).min(1).values for c in x.split(chunk)])
+
+
+def memorisation(samples, train, heldout, quantile=0.05):
+    """Does a model copy its training set? Compare each sample's distance to its nearest
+    training image with the same distance for held-out images (new digits from the
+    data distribution). Returns a dict: 'sample_median' and 'heldout_median' of those
+    distances, 'threshold' (the ``quantile`` of the held-out distances) and
+    'copy_fraction', the fraction of samples closer to a training image than that.
+    A model that draws new digits has copy_fraction near ``quantile`` (0.05); one that
+    reproduces its training images has it near 1.
+    """
+    d_samples = nearest_neighbour_distances(samples, train)
+    d_heldout = nearest_neighbour_distances(heldout, train)
+    threshold = float(torch.quantile(d_heldout, quantile))
+    return {"sample_median": float(d_samples.median()), "heldout_median": float(d_heldout.median()),
+            "threshold": threshold, "copy_fraction": float((d_samples < threshold).double().mean()),
+            "sample_distances": d_samples, "heldout_distances": d_heldout}
+
+
+def inception_fid(x, y, device=None, batch_size=256):
+    """The standard FID (Heusel et al., 2017) between image sets x and y [n, C, H, W] in
+    [-1, 1] (C = 1 or 3), on Inception-v3 features via torchmetrics. For MNIST /
+    CIFAR-10 at the gpu budget: the Inception weights are downloaded on first use.
+    Needs ``pip install "torchmetrics[image]"`` (which also brings torchvision:
+    install it on Colab, not beside a CPU-only torch)."""
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+    except ImportError as err:
+        raise ImportError('inception_fid needs torchmetrics with its image extras: pip install "torchmetrics[image]" '
+                          f"({err}); for the digits use pdl.metrics.digits_fid, which needs nothing more") from err
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    fid = FrechetInceptionDistance(feature=2048, normalize=True).to(device)
+    for images, real in ((y, True), (x, False)):
+        images = as_data(images, "images", ndim=4)
+        for chunk in images.split(batch_size):
+            chunk = ((chunk.float().clamp(-1, 1) + 1) / 2).to(device)
+            fid.update(chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk, real=real)
+    return float(fid.compute())
