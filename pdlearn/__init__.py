@@ -7,7 +7,10 @@
     z = pdl.ddim_sample(net, sched, n=1_000, steps=8, seed=0)
 """
 from . import data, losses, metrics, models, parameterization, recipes, sampling, schedules
+from . import distill
+from . import viz, widgets
 from .budget import budget, checkpoint_path, device, sizes
+from .distill import progressive_distill
 from .losses import diffusion_loss, q_sample
 from .parameterization import predict
 from .sampling import ddim_invert, ddim_sample, ddim_step, ddpm_sample

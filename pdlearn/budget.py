@@ -24,10 +24,18 @@ SIZES = {
         "cpu": dict(n_data=20_000, steps=6_000, n_eval=5_000, width=128, depth=3, batch_size=512),
         "gpu": dict(n_data=50_000, steps=20_000, n_eval=5_000, width=256, depth=4, batch_size=1024),
     },
+    # the checkerboard's sharp corners need iterations, not width: 15k steps of batch 256 reach
+    # the data-vs-data floor at n = 5,000 (bench/ch1_ddpm_2d.py)
     "checkerboard_teacher": {
         "smoke": dict(n_data=2_000, steps=300, n_eval=500, width=64, depth=2, batch_size=256),
-        "cpu": dict(n_data=20_000, steps=15_000, n_eval=5_000, width=128, depth=3, batch_size=512),
+        "cpu": dict(n_data=20_000, steps=15_000, n_eval=5_000, width=128, depth=3, batch_size=256),
         "gpu": dict(n_data=50_000, steps=30_000, n_eval=5_000, width=256, depth=4, batch_size=1024),
+    },
+    # chapter 1, besides its teachers: the from-scratch DDPM, plots, floors, the animation
+    "diffusion_2d": {
+        "smoke": dict(scratch_steps=200, n_show=500, floor_repeats=3, n_check=64, n_anim=300, frames=10),
+        "cpu": dict(scratch_steps=1_500, n_show=2_000, floor_repeats=5, n_check=256, n_anim=1_000, frames=30),
+        "gpu": dict(scratch_steps=3_000, n_show=2_000, floor_repeats=5, n_check=256, n_anim=1_000, frames=30),
     },
     # chapter 2: DDIM on the chapter-1 moons teacher (quality vs steps, trajectories, inversion)
     "ddim_2d": {
@@ -37,6 +45,15 @@ SIZES = {
                     n_paths=200, invert_steps=(10, 30, 100, 300), n_invert=1_000),
         "gpu": dict(n_eval=5_000, step_counts=(1, 2, 4, 8, 16, 64, 256, 1000), floor_repeats=5, n_show=2_000,
                     n_paths=200, invert_steps=(10, 30, 100, 300), n_invert=1_000),
+    },
+    # chapter 4: progressive distillation of the chapter-1 teachers (pdlearn.distill)
+    "progressive_2d": {
+        "smoke": dict(start_steps=16, iters_per_round=40, batch_size=128, lr=1e-3, n_eval=500, floor_repeats=2,
+                      lrs=(1e-4, 1e-3)),
+        "cpu": dict(start_steps=256, iters_per_round=500, batch_size=256, lr=1e-3, n_eval=5_000, floor_repeats=5,
+                    lrs=(1e-4, 3e-4, 1e-3, 3e-3)),
+        "gpu": dict(start_steps=1024, iters_per_round=4_000, batch_size=1024, lr=1e-3, n_eval=5_000,
+                    floor_repeats=5, lrs=(1e-4, 3e-4, 1e-3, 3e-3)),
     },
 }
 

@@ -13,6 +13,7 @@ import os
 import tarfile
 import urllib.error
 import urllib.request
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -33,6 +34,14 @@ def digits_split(seed=DIGITS_SPLIT_SEED, heldout=DIGITS_HELDOUT):
     return perm[:-heldout], perm[-heldout:]
 
 
+@lru_cache(maxsize=1)
+def _sklearn_digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images, d.target
+
+
 def digits(split="train", return_labels=False):
     """scikit-learn's handwritten digits (UCI optdigits, Alpaydin & Kaynak, 1998) as float32
     [n, 1, 8, 8] in [-1, 1]: intensity k in 0..16 becomes k / 8 - 1.
@@ -48,11 +57,9 @@ def digits(split="train", return_labels=False):
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.from_numpy(d.images.astype(np.float32)).reshape(-1, 1, 8, 8) / 8.0 - 1.0
-    y = torch.from_numpy(d.target.astype(np.int64))
+    images, targets = _sklearn_digits()
+    x = torch.from_numpy(images.astype(np.float32)).reshape(-1, 1, 8, 8) / 8.0 - 1.0
+    y = torch.from_numpy(targets.astype(np.int64))
     if split != "all":
         idx = torch.from_numpy(digits_split()[0 if split == "train" else 1])
         x, y = x[idx], y[idx]

@@ -8,8 +8,8 @@ import hashlib
 import torch
 
 from . import data as data_mod
-from .budget import checkpoint_path, sizes
-from .models import MLPDenoiser
+from .budget import checkpoint_path, device, sizes
+from .models import MLPDenoiser, UNet
 from .schedules import CosineSchedule
 from .train import train_diffusion
 
@@ -29,5 +29,37 @@ def toy_teacher(name="moons", prediction="v", seed=0, progress=True, budget_name
     tag = f"{name}_teacher_{prediction}_seed{seed}_{digest}"
     net = train_diffusion(net, x, CosineSchedule(), steps=cfg["steps"], seed=seed, batch_size=cfg["batch_size"],
                           checkpoint=checkpoint_path(tag, budget_name), checkpoint_every=1000, resume=True,
+                          progress=progress, desc=f"{name} teacher")
+    return net, x
+
+
+def image_teacher(name=None, prediction="v", conditional=False, p_uncond=0.1, seed=0, progress=True,
+                  budget_name=None):
+    """A UNet diffusion teacher for images at the current budget (sizes 'digits_teacher').
+
+    ``name`` defaults to the budget's data set: the embedded digits at smoke / cpu
+    (trained on the 'train' split only), MNIST at gpu ('mnist', 'fashion_mnist' and
+    'cifar10' download on first use). With ``conditional`` the UNet takes class labels
+    (null label with probability ``p_uncond``, for classifier-free guidance).
+    Returns (net, x_train): the EMA network (eval mode, on ``device()``, with
+    ``.history``) and the training images [n, C, H, W] in [-1, 1].
+    """
+    cfg = sizes("digits_teacher", budget_name)
+    name = name or cfg["data"]
+    if name == "digits":
+        x, y = data_mod.digits("train", return_labels=True)
+    elif name in ("mnist", "fashion_mnist", "cifar10"):
+        x, y = getattr(data_mod, name)("train", download=True, return_labels=True)
+    else:
+        raise ValueError(f"unknown image set {name!r}; choose digits, mnist, fashion_mnist or cifar10")
+    torch.manual_seed(seed)
+    net = UNet(in_channels=x.shape[1], image_size=x.shape[-1], channels=cfg["channels"], ch_mult=cfg["ch_mult"],
+               num_res_blocks=cfg["num_res_blocks"], dropout=cfg["dropout"], prediction=prediction,
+               num_classes=10 if conditional else None).to(device())
+    digest = hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:8]
+    tag = f"{name}_{'cond_' if conditional else ''}teacher_{prediction}_seed{seed}_{digest}"
+    net = train_diffusion(net, x, CosineSchedule(), steps=cfg["steps"], seed=seed, batch_size=cfg["batch_size"],
+                          lr=cfg["lr"], labels=y if conditional else None, p_uncond=p_uncond if conditional else 0.0,
+                          checkpoint=checkpoint_path(tag, budget_name), checkpoint_every=500, resume=True,
                           progress=progress, desc=f"{name} teacher")
     return net, x

@@ -192,7 +192,9 @@ def train_diffusion(net, data, sched, steps=2_000, seed=0, batch_size=256, lr=1e
         except StopIteration:
             it = iter(loader)
             batch = next(it)
-        return (batch[0], batch[1]) if isinstance(batch, (list, tuple)) else (batch, None)
+        if isinstance(batch, (list, tuple)):  # (x,) from a TensorDataset of data alone, or (x, y)
+            return batch[0], (batch[1] if len(batch) > 1 else None)
+        return batch, None
 
     def loss_fn(net, gen):
         x, y = next_batch(gen)

@@ -1,0 +1,109 @@
+"""Image metrics: the Frechet distance against closed forms and scipy, the shipped
+digits classifier, the digits FID and its floor, and the memorisation check."""
+import os
+import sys
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+import pdlearn as pdl
+from pdlearn import digits_classifier, fid
+
+
+def random_cov(d, seed):
+    a = torch.randn(d, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return a @ a.T / d + 0.1 * torch.eye(d, dtype=torch.float64)
+
+
+def test_frechet_distance_closed_forms():
+    mu, cov = torch.randn(5, dtype=torch.float64), random_cov(5, 0)
+    assert abs(fid.frechet_distance(mu, cov, mu, cov)) < 1e-9
+    # equal covariances: only the means count
+    shift = torch.tensor([1.0, 2.0, 0.0, 0.0, -2.0], dtype=torch.float64)
+    assert fid.frechet_distance(mu, cov, mu + shift, cov) == pytest.approx(9.0)
+    # one dimension: (m1 - m2)^2 + (s1 - s2)^2
+    d = fid.frechet_distance(torch.tensor([1.0]), torch.tensor([[4.0]]), torch.tensor([3.0]), torch.tensor([[9.0]]))
+    assert d == pytest.approx(4.0 + 1.0)
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    c1, c2 = random_cov(12, 1), random_cov(12, 2)
+    m1, m2 = torch.randn(12, dtype=torch.float64), torch.randn(12, dtype=torch.float64)
+    covmean = scipy.linalg.sqrtm(c1.numpy() @ c2.numpy()).real
+    expected = float(((m1 - m2) ** 2).sum()) + np.trace(c1.numpy() + c2.numpy() - 2 * covmean)
+    assert fid.frechet_distance(m1, c1, m2, c2) == pytest.approx(expected, rel=1e-8)
+    assert fid.frechet_distance(m2, c2, m1, c1) == pytest.approx(expected, rel=1e-8)  # symmetric
+
+
+def test_fid_from_features_of_two_draws_is_small_and_grows_with_a_shift():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4000, 3, generator=g), torch.randn(4000, 3, generator=g)
+    assert fid.fid_from_features(a, b) < 0.01
+    assert fid.fid_from_features(a, b + 1.0) == pytest.approx(3.0, abs=0.15)
+
+
+def test_shipped_classifier_is_small_safe_and_as_accurate_as_recorded():
+    path = digits_classifier.WEIGHTS
+    assert os.path.getsize(path) < 200_000
+    state = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors and numbers only
+    net = digits_classifier.load_classifier()
+    assert net.test_accuracy == state["test_accuracy"] >= 0.97
+    x, y = pdl.data.digits("test", return_labels=True)
+    assert digits_classifier.accuracy(net, x, y) == pytest.approx(net.test_accuracy, abs=1e-6)
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_missing_classifier_weights_name_the_training_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m pdlearn.digits_classifier"):
+        digits_classifier.load_classifier(str(tmp_path / "none.pt"))
+
+
+def test_classifier_confidence_on_digits_and_on_noise():
+    real = pdl.metrics.classifier_confidence(pdl.data.digits("test"))
+    assert real["confident"] > 0.9 and real["counts"].sum() == 450 and (real["counts"] > 25).all()
+    noise = torch.rand(450, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert pdl.metrics.classifier_confidence(noise)["mean_confidence"] < real["mean_confidence"] - 0.1
+
+
+def test_digits_fid_against_its_floor():
+    mean, std = pdl.metrics.digits_fid_floor(450, repeats=3)
+    assert 0 < mean and 0 < std < mean
+    train = pdl.data.digits("train")
+    assert pdl.metrics.digits_fid(train[:450]) < mean + 4 * std  # real digits sit at the floor
+    blurred = torch.nn.functional.avg_pool2d(train[:450], 3, stride=1, padding=1, count_include_pad=False)
+    assert pdl.metrics.digits_fid(blurred) > 2 * mean  # a visibly worse set is far above it
+    assert pdl.metrics.digits_fid_floor(100, repeats=3)[0] > mean  # FID is biased up at small n
+    with pytest.raises(ValueError, match="between 2 and 1347"):
+        pdl.metrics.digits_fid_floor(5000)
+
+
+def test_digits_features_check_their_input():
+    assert pdl.metrics.digits_features(pdl.data.digits("test")[:7]).shape == (7, 64)
+    with pytest.raises(ValueError, match=r"digits of shape \[n, 1, 8, 8\]"):
+        pdl.metrics.digits_features(torch.zeros(3, 1, 28, 28))
+
+
+def test_nearest_neighbour_distances_by_brute_force():
+    g = torch.Generator().manual_seed(0)
+    x, ref = torch.randn(30, 1, 8, 8, generator=g), torch.randn(700, 1, 8, 8, generator=g)
+    brute = torch.tensor([min(float((a - b).norm()) for b in ref) for a in x], dtype=torch.float64)
+    torch.testing.assert_close(pdl.metrics.nearest_neighbour_distances(x, ref, chunk=7), brute)
+
+
+def test_memorisation_tells_copies_from_new_digits():
+    train, test = pdl.data.digits("train"), pdl.data.digits("test")
+    copies = pdl.metrics.memorisation(train[:300], train, test)
+    assert copies["copy_fraction"] == 1.0 and copies["sample_median"] == 0.0
+    fresh = pdl.metrics.memorisation(test[:300], train, test)  # new digits from the same distribution
+    assert fresh["copy_fraction"] < 0.1
+    assert fresh["heldout_median"] == pytest.approx(fresh["sample_median"], rel=0.2)
+
+
+def test_inception_fid_explains_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchmetrics", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "torchmetrics.image", None)
+    monkeypatch.setitem(sys.modules, "torchmetrics.image.fid", None)
+    with pytest.raises(ImportError, match=r'pip install "torchmetrics\[image\]"'):
+        pdl.metrics.inception_fid(torch.zeros(2, 1, 28, 28), torch.zeros(2, 1, 28, 28))

@@ -1,0 +1,98 @@
+"""MMD and sliced Wasserstein for 2D samples, and their data-vs-data floors."""
+import math
+
+import pytest
+import torch
+
+import pdlearn as pdl
+from pdlearn.metrics import BANDWIDTHS, floor, mmd_rbf, sliced_wasserstein
+
+
+def reference_mmd(x, y, bandwidths=BANDWIDTHS):
+    """The unbiased estimator written out on full kernel matrices (Gretton et al., 2012, eq. 3)."""
+    x, y = x.double(), y.double()
+
+    def k(a, b):
+        d2 = torch.cdist(a, b).pow(2)
+        return sum(torch.exp(-d2 / (2 * h * h)) for h in bandwidths)
+
+    n, m = len(x), len(y)
+    kxx, kyy = k(x, x), k(y, y)
+    off_x = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
+    off_y = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+    return float(off_x + off_y - 2 * k(x, y).mean())
+
+
+def test_mmd_matches_the_written_out_estimator():
+    x = pdl.data.toy("moons", 300, seed=0)  # 300 > the 128-row chunks: chunking must not matter
+    y = pdl.data.toy("checkerboard", 170, seed=1)
+    assert mmd_rbf(x, y) == pytest.approx(reference_mmd(x, y), rel=1e-9, abs=1e-12)
+    assert mmd_rbf(x, y, bandwidths=(0.3,)) == pytest.approx(reference_mmd(x, y, (0.3,)), rel=1e-9)
+    assert mmd_rbf(x, y) == pytest.approx(mmd_rbf(y, x), rel=1e-9)
+
+
+def test_mmd_is_unbiased():
+    """Over many pairs of draws from one distribution the estimate averages to ~0; the biased
+    (V-statistic) estimate would average to about 2 * len(BANDWIDTHS) / n = 0.07 here."""
+    values = [mmd_rbf(pdl.data.toy("moons", 200, seed=2 * i), pdl.data.toy("moons", 200, seed=2 * i + 1))
+              for i in range(20)]
+    mean = sum(values) / len(values)
+    assert abs(mean) < 0.005
+    assert min(values) < 0  # an unbiased estimate of 0 goes negative
+
+
+def test_mmd_grows_with_the_difference():
+    x = pdl.data.toy("moons", 500, seed=0)
+    y = pdl.data.toy("moons", 500, seed=1)
+    shifts = [mmd_rbf(x, y + torch.tensor([d, 0.0])) for d in (0.0, 0.1, 0.3, 1.0)]
+    assert shifts == sorted(shifts) and shifts[-1] > 100 * abs(shifts[0])
+
+
+def test_mmd_separates_a_blurred_model_from_data_by_several_floor_stds():
+    def draw(n, seed):
+        return pdl.data.toy("moons", n, seed)
+
+    mean, std = floor(draw, 1_000, repeats=5)
+    x = draw(1_000, 1)
+    blurred = x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    assert mmd_rbf(blurred, draw(1_000, 2)) > mean + 5 * std
+
+
+def test_sliced_wasserstein_of_a_shift():
+    """For y = x + c in d dimensions every projection moves by theta . c, so
+    SW_2 = sqrt(E (theta . c)^2) = |c| / sqrt(d)."""
+    x = pdl.data.toy("rings", 1_000, seed=0)
+    c = torch.tensor([0.3, -0.4])  # |c| = 0.5
+    assert sliced_wasserstein(x, x) == 0.0
+    assert sliced_wasserstein(x, x + c, n_projections=2_000) == pytest.approx(0.5 / math.sqrt(2), rel=0.03)
+
+
+def test_sliced_wasserstein_is_seeded_and_takes_unequal_sizes():
+    x, y = pdl.data.toy("moons", 400, seed=0), pdl.data.toy("swiss_roll", 300, seed=0)
+    assert sliced_wasserstein(x, y, seed=3) == sliced_wasserstein(x, y, seed=3)
+    assert sliced_wasserstein(x, y, seed=3) != sliced_wasserstein(x, y, seed=4)
+    assert sliced_wasserstein(x, y) > 2 * sliced_wasserstein(x, pdl.data.toy("moons", 300, seed=1))
+
+
+def test_floor_uses_fresh_draws_and_is_reproducible():
+    seen = []
+
+    def draw(n, seed):
+        seen.append(seed)
+        return pdl.data.toy("eight_gaussians", n, seed)
+
+    mean, std = floor(draw, 300, repeats=4)
+    assert len(seen) == 8 and len(set(seen)) == 8  # two fresh draws per repeat
+    assert std > 0 and abs(mean) < 3 * std
+    assert floor(draw, 300, repeats=4) == (mean, std)
+    swd_mean, swd_std = floor(draw, 300, metric=sliced_wasserstein, repeats=4)
+    assert swd_mean > 0 and 0 < swd_std < swd_mean
+
+
+def test_metrics_reject_mismatched_inputs():
+    with pytest.raises(ValueError, match="same dimension"):
+        mmd_rbf(torch.randn(5, 2), torch.randn(5, 3))
+    with pytest.raises(ValueError, match="same dimension"):
+        sliced_wasserstein(torch.randn(5, 2), torch.randn(5, 3))
+    with pytest.raises(ValueError, match="at least 2 points"):
+        mmd_rbf(torch.randn(1, 2), torch.randn(5, 2))
