@@ -220,31 +220,29 @@ def quality_vs_steps(steps, curves, floor=None, ylabel="squared MMD", ax=None, t
     return fig
 
 
-def ode_paths(fine, coarse=None, n_paths=40, data=None, lim=LIM, size=3.6):
+def ode_paths(fine, coarse=None, n_paths=10, data=None, lim=LIM, size=3.6):
     """Two panels for deterministic sampling paths (trajectories from ``return_trajectory=True``).
 
-    Left: z_t along the many-step trajectory ``fine`` (thin curves), with the few-step
-    trajectory ``coarse`` from the same noise drawn over it as straight segments and dots.
-    Right: the network's prediction x_hat(z_t, t) along ``fine``, which starts at the
-    data mean for every path and fans out to the final samples.
+    Left: z_t along the many-step trajectory ``fine`` (solid curves, noise marked o), with
+    the few-step trajectory ``coarse`` from the same noise drawn as dashed straight
+    segments in the same colour. Right: the network's prediction x_hat(z_t, t) along
+    ``fine``, which starts at the data mean for every path and fans out to the samples.
     """
     z, xh = _np(fine["z"]), _np(fine["x_hat"])
     fig, axes = plt.subplots(1, 2, figsize=(2 * size, size), dpi=DPI)
     for ax, paths, title in ((axes[0], z, r"paths of $z_t$"), (axes[1], xh, r"paths of $\hat x(z_t, t)$")):
-        if data is not None:
-            scatter(ax, data, lim=lim, s=0.5, color="0.85", alpha=0.6)
-        else:
-            scatter(ax, paths[-1], lim=lim, s=0.5, color="0.85", alpha=0.6)
+        scatter(ax, data if data is not None else paths[-1], lim=lim, s=0.5, color="0.85", alpha=0.6)
         for i in range(min(n_paths, paths.shape[1])):
-            ax.plot(paths[:, i, 0], paths[:, i, 1], lw=0.6, color=f"C{i % 10}", alpha=0.7)
-            ax.plot(*paths[-1, i], "o", color=f"C{i % 10}", ms=2.5)
+            ax.plot(paths[:, i, 0], paths[:, i, 1], lw=1.0, color=f"C{i % 10}", alpha=0.8)
+            ax.plot(*paths[-1, i], "o", color=f"C{i % 10}", ms=3)
         ax.set_title(title, fontsize=10)
+    for i in range(min(n_paths, z.shape[1])):
+        axes[0].plot(*z[0, i], "o", mfc="none", color=f"C{i % 10}", ms=5)
     if coarse is not None:
         zc = _np(coarse["z"])
         for i in range(min(n_paths, zc.shape[1])):
-            axes[0].plot(zc[:, i, 0], zc[:, i, 1], "--", lw=0.9, color="k", alpha=0.6)
-            axes[0].plot(zc[1:, i, 0], zc[1:, i, 1], "k.", ms=3)
-        axes[0].set_title(rf"paths of $z_t$ ({len(zc) - 1}-step DDIM dashed)", fontsize=10)
+            axes[0].plot(zc[:, i, 0], zc[:, i, 1], "--", lw=1.0, color=f"C{i % 10}", marker="s", ms=3, mfc="white")
+        axes[0].set_title(rf"paths of $z_t$; {len(zc) - 1}-step DDIM dashed", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -7,5 +7,5 @@ __all__ = ["MLPDenoiser", "UNet", "SinusoidalEmbedding", "ClassEmbedding", "coun
 
 
 def count_parameters(net):
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+    """Number of parameters (frozen ones included: an EMA copy has requires_grad off)."""
+    return sum(p.numel() for p in net.parameters())
