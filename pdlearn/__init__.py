@@ -8,6 +8,7 @@
 """
 from . import data, losses, metrics, models, parameterization, recipes, sampling, schedules
 from . import distill
+from . import guidance
 from . import viz, widgets
 from .budget import budget, checkpoint_path, device, sizes
 from .distill import progressive_distill

@@ -55,6 +55,25 @@ SIZES = {
         "gpu": dict(start_steps=1024, iters_per_round=4_000, batch_size=1024, lr=1e-3, n_eval=5_000,
                     floor_repeats=5, lrs=(1e-4, 3e-4, 1e-3, 3e-3)),
     },
+    # chapter 7: classifier-free guidance and guided distillation (pdlearn.guidance) on labelled 2D data
+    "guidance_2d": {
+        "smoke": dict(n_data=2_000, teacher_steps=300, width=64, depth=2, batch_size=256, stage1_iters=150,
+                      start_steps=8, iters_per_round=40, w_max=4.0, ws=(0.0, 1.0, 3.0), n_eval=400, n_show=300,
+                      teacher_steps_eval=16, student_steps=(1, 2, 4)),
+        "cpu": dict(n_data=20_000, teacher_steps=6_000, width=128, depth=3, batch_size=512, stage1_iters=3_000,
+                    start_steps=64, iters_per_round=600, w_max=4.0, ws=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0), n_eval=4_000,
+                    n_show=1_500, teacher_steps_eval=64, student_steps=(1, 2, 4, 8)),
+        "gpu": dict(n_data=50_000, teacher_steps=20_000, width=256, depth=4, batch_size=1024, stage1_iters=10_000,
+                    start_steps=256, iters_per_round=4_000, w_max=4.0, ws=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0),
+                    n_eval=5_000, n_show=2_000, teacher_steps_eval=256, student_steps=(1, 2, 4, 8)),
+    },
+    # course assignments (book/assignments): seconds at every budget, since students' submissions are
+    # graded by re-running them; the same small teacher and round everywhere
+    "assignments": {
+        "smoke": dict(n_data=2_000, width=64, depth=2, teacher_steps=400, round_steps=4, round_iters=300),
+        "cpu": dict(n_data=2_000, width=64, depth=2, teacher_steps=400, round_steps=4, round_iters=300),
+        "gpu": dict(n_data=2_000, width=64, depth=2, teacher_steps=400, round_steps=4, round_iters=300),
+    },
 }
 
 

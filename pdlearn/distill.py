@@ -160,7 +160,10 @@ def distill_round(teacher, student, data, sched, steps, iters, lr=1e-3, batch_si
     A fresh AdamW whose learning rate decays linearly to zero over the ``iters`` iterations
     (after ``warmup``); minibatches of ``data`` drawn at random; the loss of ``distill_loss``.
     It runs ``train.fit``: progress bar, NaN guard, checkpoint every ``checkpoint_every``
-    iterations and resume. Returns the trained student (eval mode, ``.history['loss']``).
+    iterations and resume. ``model_kwargs`` (for example y=, w=) is a dict passed to both
+    networks, or a callable ``model_kwargs(idx, generator) -> dict`` drawn per batch, given the
+    indices of the batch's examples (guided distillation draws labels and w this way).
+    Returns the trained student (eval mode, ``.history['loss']``).
     """
     data = as_data(data, "data")
     if weighting not in WEIGHTINGS:
@@ -168,13 +171,15 @@ def distill_round(teacher, student, data, sched, steps, iters, lr=1e-3, batch_si
     check_student(teacher, student)
     check_snr0(teacher, sched, "teacher")
     check_snr0(student, sched, "student")
+    student.requires_grad_(True)  # a copy of a trained (EMA) teacher comes with its weights frozen
     device = next(teacher.parameters()).device
     teacher.eval()
 
     def loss_fn(net, gen):
         idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen)
         x = data[idx].to(device, torch.float32)
-        return distill_loss(net, teacher, x, sched, steps, gen, weighting, model_kwargs)
+        kw = model_kwargs(idx, gen) if callable(model_kwargs) else model_kwargs  # per-batch labels, w
+        return distill_loss(net, teacher, x, sched, steps, gen, weighting, kw)
 
     config = dict(kind="distill_round", steps=steps, batch_size=batch_size, weighting=weighting,
                   schedule=repr(sched))

@@ -5,6 +5,7 @@ static figure from ``pdlearn.viz`` beside each explorer.
 
 Sections:
     Chapter 1: the forward process q(z_t | x) on a 2D data set
+    Chapter 7: the guidance weight w on labelled 2D data
 """
 import matplotlib.pyplot as plt
 import torch
@@ -80,3 +81,36 @@ def ddim_explorer(net, sched, n=1_000, seed=0, data=None, steps=(1, 2, 4, 8, 16,
     eta_slider = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.1, description="eta",
                                      continuous_update=False, readout_format=".1f")
     return widgets.interactive(show, steps=steps_slider, eta=eta_slider)
+
+
+# ----------------------------------------------------------------------------------------
+# Chapter 7: a slider over the guidance weight w
+# ----------------------------------------------------------------------------------------
+
+def guidance_explorer(net, sched, labels, steps=32, ws=(-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0), seed=0, data=None,
+                      lim=viz.LIM, size=3.6):
+    """A slider over the guidance weight w for ``ddim_sample(net, ..., model_kwargs=dict(y=labels, w=w))``,
+    points coloured by their label. ``net`` is a guided teacher (``guidance.Guided``) or a
+    w-conditioned student. Same noise throughout. The static counterpart is
+    ``viz.labelled_panels`` over a row of w values. Returns the widget.
+    """
+    import ipywidgets as widgets
+    import numpy as np
+
+    from .sampling import ddim_sample
+
+    labels = torch.as_tensor(labels).long()
+    palette = np.array([f"C{k % 10}" for k in range(int(labels.max()) + 1)])
+
+    def show(w):
+        z = ddim_sample(net, sched, n=len(labels), steps=steps, seed=seed, model_kwargs=dict(y=labels, w=w))
+        fig, ax = plt.subplots(figsize=(size, size), dpi=viz.DPI)
+        if data is not None:
+            viz.scatter(ax, data, lim=lim, s=0.5, color="0.85", alpha=0.6)
+        viz.scatter(ax, z, f"w = {w:g} ({steps} steps)", lim=lim, s=1.5, color=palette[labels.numpy()], alpha=0.6)
+        plt.show()
+        plt.close(fig)
+
+    slider = widgets.SelectionSlider(options=list(ws), value=ws[len(ws) // 2], description="w",
+                                     continuous_update=False)
+    return widgets.interactive(show, w=slider)
