@@ -13,7 +13,7 @@ import time
 
 import pdlearn as pdl
 
-SEED_EVAL, SEED_HELD_OUT = 1, 777
+SEED_EVAL, SEED_HELD_OUT = 0, 12_345  # as in chapters 1-4: samplers seed 0, held-out draw 12,345
 
 
 def main():
