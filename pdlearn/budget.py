@@ -47,13 +47,29 @@ SIZES = {
                     n_paths=200, invert_steps=(10, 30, 100, 300), n_invert=1_000),
     },
     # chapter 4: progressive distillation of the chapter-1 teachers (pdlearn.distill)
+    # chapter 3: classic knowledge distillation, and the one-step student of Luhman & Luhman
+    "distill_2d": {
+        "smoke": dict(kd_n=2_000, kd_noise=0.25, kd_labels=16, kd_iters=200, teacher_steps=16, n_pairs=(16, 256),
+                      main_pairs=256, iters=200, batch_size=128, lr=1e-3, n_eval=500, n_show=500, floor_repeats=2),
+        "cpu": dict(kd_n=5_000, kd_noise=0.25, kd_labels=16, kd_iters=1_500, teacher_steps=256,
+                    n_pairs=(16, 64, 256, 1_000, 4_000), main_pairs=4_000, iters=4_000, batch_size=256, lr=1e-3,
+                    n_eval=5_000, n_show=2_000, floor_repeats=5),
+        "gpu": dict(kd_n=5_000, kd_noise=0.25, kd_labels=16, kd_iters=1_500, teacher_steps=1024,
+                    n_pairs=(16, 64, 256, 1_000, 4_000, 16_000), main_pairs=16_000, iters=10_000, batch_size=1024,
+                    lr=1e-3, n_eval=5_000, n_show=2_000, floor_repeats=5),
+    },
+    # chapter 4: progressive distillation of the chapter-1 teachers (pdlearn.distill); abl_*: the
+    # parameterization ablation (eps / x / v teachers on CosineSchedule(logsnr_min=abl_logsnr_min))
     "progressive_2d": {
         "smoke": dict(start_steps=16, iters_per_round=40, batch_size=128, lr=1e-3, n_eval=500, floor_repeats=2,
-                      lrs=(1e-4, 1e-3)),
+                      lrs=(1e-4, 1e-3), n_show=500, speed_repeats=3, abl_teacher_steps=200, abl_start_steps=4,
+                      abl_logsnr_min=-10.0),
         "cpu": dict(start_steps=256, iters_per_round=500, batch_size=256, lr=1e-3, n_eval=5_000, floor_repeats=5,
-                    lrs=(1e-4, 3e-4, 1e-3, 3e-3)),
+                    lrs=(1e-4, 3e-4, 1e-3, 3e-3), n_show=2_000, speed_repeats=7, abl_teacher_steps=4_000,
+                    abl_start_steps=64, abl_logsnr_min=-10.0),
         "gpu": dict(start_steps=1024, iters_per_round=4_000, batch_size=1024, lr=1e-3, n_eval=5_000,
-                    floor_repeats=5, lrs=(1e-4, 3e-4, 1e-3, 3e-3)),
+                    floor_repeats=5, lrs=(1e-4, 3e-4, 1e-3, 3e-3), n_show=2_000, speed_repeats=7,
+                    abl_teacher_steps=20_000, abl_start_steps=256, abl_logsnr_min=-10.0),
     },
     # chapter 7: classifier-free guidance and guided distillation (pdlearn.guidance) on labelled 2D data
     "guidance_2d": {
@@ -61,7 +77,7 @@ SIZES = {
                       start_steps=8, iters_per_round=40, w_max=4.0, ws=(0.0, 1.0, 3.0), n_eval=400, n_show=300,
                       teacher_steps_eval=16, student_steps=(1, 2, 4)),
         "cpu": dict(n_data=20_000, teacher_steps=6_000, width=128, depth=3, batch_size=512, stage1_iters=3_000,
-                    start_steps=64, iters_per_round=600, w_max=4.0, ws=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0), n_eval=4_000,
+                    start_steps=64, iters_per_round=600, w_max=4.0, ws=(0.0, 1.0, 2.0, 3.0, 4.0), n_eval=3_000,
                     n_show=1_500, teacher_steps_eval=64, student_steps=(1, 2, 4, 8)),
         "gpu": dict(n_data=50_000, teacher_steps=20_000, width=256, depth=4, batch_size=1024, stage1_iters=10_000,
                     start_steps=256, iters_per_round=4_000, w_max=4.0, ws=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0),

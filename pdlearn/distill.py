@@ -219,7 +219,7 @@ def distill_rounds(teacher, data, sched, start_steps=256, end_steps=1, iters_per
         path = f"{stem}-round{k}.pt" if stem else None
         record_path = f"{stem}-round{k}.json" if stem else None
         loaded = bool(resume and record_path and os.path.exists(record_path))
-        student = copy.deepcopy(teacher).requires_grad_(True)
+        student = copy.deepcopy(teacher)
         began = time.perf_counter()
         student = distill_round(teacher, student, data, sched, steps, iters_per_round, lr=lr, batch_size=batch_size,
                                 weighting=weighting, warmup=warmup, ema_decay=ema_decay, seed=seed * 1000 + k,
@@ -290,8 +290,9 @@ def one_step_distill(teacher, sched, n_pairs, teacher_steps, iters, lr=1e-3, bat
     Pairs use noise seeds disjoint from the samplers' default seeds (seed + 1000).
 
     Returns (student, info) with info = {'teacher_evals': n_pairs * teacher_steps,
-    'n_pairs', 'teacher_steps', 'pairs_s' (seconds spent building pairs; None when loaded)}.
-    ``checkpoint`` works as in ``distill_rounds`` (a digest of teacher and settings is added).
+    'n_pairs', 'teacher_steps', 'pairs_s' (seconds spent building the pairs)}. ``checkpoint``
+    works as in ``distill_rounds`` (a digest of teacher and settings is added); a loaded
+    student still rebuilds its pairs, which is cheap for 2D data.
     """
     check_snr0(teacher, sched, "teacher")
     teacher = copy.deepcopy(teacher).eval().requires_grad_(False)

@@ -5,7 +5,7 @@ class label replaced by a null label at a set rate (``train_diffusion(...,
 labels=y, p_uncond=0.1)``), gives a conditional prediction x_hat_c = x_hat(z_t, y)
 and an unconditional one x_hat_u = x_hat(z_t, null). The guided prediction is
 
-    x_hat^w = (1 + w) x_hat_c - w x_hat_u                              (Meng et al., 2023, eq. 2)
+    x_hat^w = (1 + w) x_hat_c - w x_hat_u            (Ho & Salimans, 2022; Meng et al., 2023)
 
 Convention: w = 0 is the plain conditional model, w = -1 the unconditional one,
 w > 0 pushes samples towards what makes the label likely. Other libraries
@@ -128,10 +128,11 @@ def draw_w(n, w_range, generator, w_values=None):
 def distill_w(teacher, data, labels, sched, iters=2_000, w_range=(0.0, 4.0), w_values=None, lr=1e-3,
               batch_size=256, weighting="snr+1", ema_decay=0.999, seed=0, student=None, checkpoint=None,
               resume=False, progress=True):
-    """Stage 1 of guided distillation (Meng et al., 2023, eq. 5): a w-conditioned student
+    """Stage 1 of guided distillation (Meng et al., 2023, sec. 3.1): a w-conditioned student
     x_hat_eta(z_t, y, w) learns the guided teacher at every t,
 
-        L = E_{w ~ U[w_min, w_max], t ~ U(0, 1), (x, y), eps} w(lambda_t) || x_hat^w_teacher(z_t) - x_hat_eta(z_t, w) ||^2,
+        L = E_{w ~ U[w_min, w_max], t ~ U(0, 1), (x, y), eps}
+                w(lambda_t) || x_hat^w_teacher(z_t) - x_hat_eta(z_t, y, w) ||^2,
 
     z_t = alpha_t x + sigma_t eps, with the weighting of ``losses.weighted_error`` (default
     SNR + 1: the v error). ``w_values`` draws w from a finite set instead (to test how the
@@ -251,19 +252,27 @@ def stochastic_sample(net, sched, n=None, z=None, steps=4, seed=0, return_trajec
 def class_fidelity(samples, labels, data, data_labels):
     """Fidelity and diversity of labelled samples against labelled data whose classes are blobs.
 
-    With m_c the mean of class c in the data:
-        accuracy = fraction of samples whose nearest class mean is that of their label (fidelity)
-        spread   = sqrt(mean ||x - m_y||^2), the RMS distance to their own class mean (diversity),
-    with the data's own spread beside it. Returns a dict with 'accuracy', 'spread', 'data_spread'.
+    With m_c the mean of class c in the data and s_c the mean of the samples labelled c:
+        accuracy = fraction of samples whose nearest m_c is that of their label (fidelity)
+        spread   = sqrt(mean ||x - s_y||^2), the RMS distance to their own class's sample mean
+                   (diversity), with the data's ('data_spread', about m_c) beside it
+        offset   = mean over classes of ||s_c - m_c||, how far the samples of a class moved
+    Returns a dict with 'accuracy', 'spread', 'data_spread' and 'offset'.
     """
     samples, data = as_data(samples, "samples"), as_data(data, "data")
     labels, data_labels = torch.as_tensor(labels).long(), torch.as_tensor(data_labels).long()
-    means = torch.stack([data[data_labels == c].mean(0) for c in range(int(data_labels.max()) + 1)])
+    classes = range(int(data_labels.max()) + 1)
+    means = torch.stack([data[data_labels == c].mean(0) for c in classes])
+    present = [c for c in classes if (labels == c).any()]
+    sample_means = torch.zeros_like(means)
+    for c in present:
+        sample_means[c] = samples[labels == c].mean(0)
     nearest = torch.cdist(samples, means).argmin(1)
-    spread = (samples - means[labels]).pow(2).sum(1).mean().sqrt()
+    spread = (samples - sample_means[labels]).pow(2).sum(1).mean().sqrt()
     data_spread = (data - means[data_labels]).pow(2).sum(1).mean().sqrt()
+    offset = (sample_means[present] - means[present]).norm(dim=1).mean()
     return {"accuracy": float((nearest == labels).float().mean()), "spread": float(spread),
-            "data_spread": float(data_spread)}
+            "data_spread": float(data_spread), "offset": float(offset)}
 
 
 # ---------------------------------------------------------------- the 2D labelled teacher

@@ -8,6 +8,7 @@ Sections:
                strips, loss curves, trajectories, the animated reverse process)
     Chapter 5: images (sample grids, denoising strips, an animated grid, nearest
                training neighbours)
+    Chapters 3-4: distillation (decision regions, quality against a cost)
 """
 import matplotlib.pyplot as plt
 import numpy as np
@@ -418,6 +419,64 @@ def distance_histograms(result, bins=30, ax=None):
     ax.axvline(result["threshold"], color="k", lw=1, ls="--", label="copy threshold")
     ax.set_xlabel("distance to the nearest training image")
     ax.set_ylabel("density")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------
+# Chapters 3-4: distillation (decision regions, quality against a cost)
+# ----------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def decision_regions(classifiers, points=None, labels=None, lim=LIM, size=2.6, res=200, marked=None):
+    """One panel per classifier (a dict title -> module mapping points [n, 2] to class logits):
+    the predicted class over the square, shaded, with ``points`` coloured by ``labels`` on top.
+    ``marked`` (points [m, 2]) are drawn as black-edged circles, e.g. a student's few labels."""
+    g = torch.linspace(-lim, lim, res)
+    grid = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+    fig, axes = plt.subplots(1, len(classifiers), figsize=(size * len(classifiers), size), dpi=DPI, squeeze=False)
+    for ax, (title, net) in zip(axes[0], classifiers.items()):
+        cls = _np(net(grid).argmax(-1)).reshape(res, res)
+        ax.imshow(cls, origin="lower", extent=(-lim, lim, -lim, lim), cmap="coolwarm", alpha=0.25,
+                  interpolation="nearest", vmin=0, vmax=max(1, cls.max()))
+        if points is not None:
+            colors = np.array(["C0", "C3"])[np.asarray(_np(labels), dtype=int) % 2]
+            scatter(ax, points, lim=lim, s=1.0, color=colors, alpha=0.4)
+        else:
+            scatter(ax, np.zeros((0, 2)), lim=lim)
+        if marked is not None:
+            m = _np(marked)
+            ax.scatter(m[:, 0], m[:, 1], s=18, facecolors="none", edgecolors="k", linewidths=1.0)
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def quality_vs_cost(curves, floor=None, xlabel="cost", ylabel="squared MMD", ax=None, title=None):
+    """A quality metric against a cost (both log axes), one line per method: ``curves`` maps a
+    name to (costs, values). ``floor`` = (mean, std) draws the data floor band up to mean + 2 std;
+    values below the band's bottom are drawn at the bottom."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.8, 3.4), dpi=DPI)
+    else:
+        fig = ax.figure
+    values = np.concatenate([np.asarray(v, dtype=np.float64) for _, v in curves.values()])
+    top = floor[0] + 2 * floor[1] if floor is not None else None
+    bottom = top / 5 if top is not None and top > 0 else max(values[values > 0].min() / 2, 1e-12)
+    if floor is not None:
+        ax.axhspan(bottom, top, color="0.85", label="data floor (mean + 2 sd)")
+    markers = "osD^v<>"
+    for i, (name, (c, v)) in enumerate(curves.items()):
+        ax.plot(c, np.maximum(np.asarray(v, dtype=np.float64), bottom), marker=markers[i % len(markers)], mfc="none",
+                label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=bottom * 0.9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig

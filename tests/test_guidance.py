@@ -139,3 +139,17 @@ def test_stochastic_sampler_converges_on_the_exact_denoiser():
     gaps = [s2 - float(guidance.stochastic_sample(Exact(), SCHED, n=20_000, steps=n, seed=0).var())
             for n in (4, 16, 256)]
     assert gaps[0] > gaps[1] > gaps[2] >= -0.01 and gaps[2] < 0.015, gaps
+
+
+def test_class_fidelity_reads_fidelity_diversity_and_offset():
+    x, y = pdl.data.toy("eight_gaussians", n=4_000, seed=0, return_labels=True)
+    same = guidance.class_fidelity(x, y, x, y)
+    assert same["accuracy"] == 1.0 and same["offset"] < 1e-6
+    assert abs(same["spread"] - same["data_spread"]) < 1e-6
+    means = torch.stack([x[y == c].mean(0) for c in range(8)])
+    shrunk = means[y] + 0.5 * (x - means[y]) + 0.3  # half the spread, every class moved by (0.3, 0.3)
+    stats = guidance.class_fidelity(shrunk, y, x, y)
+    assert abs(stats["spread"] - 0.5 * same["spread"]) < 1e-4
+    assert abs(stats["offset"] - 0.3 * 2**0.5) < 1e-4
+    wrong = guidance.class_fidelity(x, (y + 1) % 8, x, y)
+    assert wrong["accuracy"] < 0.01
