@@ -20,15 +20,20 @@ def _kernel_sum(a, b, bandwidths, chunk=128):
 
     Small chunks keep each block of distances in the CPU cache (three times faster
     than large ones at n = 5,000); ``buf`` is reused so no large temporaries are made.
+    With b = a the matrix is symmetric: each row chunk meets only the columns from its
+    own diagonal block on, and the blocks right of the diagonal count twice.
     """
+    symmetric = b is a
     total = torch.zeros((), dtype=torch.float64)
     buf = None
     for i in range(0, a.shape[0], chunk):
-        d2 = _sq_dists(a[i:i + chunk], b)
+        rows = a[i:i + chunk]
+        d2 = _sq_dists(rows, b[i:] if symmetric else b)
         if buf is None or buf.shape != d2.shape:
             buf = torch.empty_like(d2)
         for h in bandwidths:
-            total += torch.mul(d2, -1 / (2 * h * h), out=buf).exp_().sum()
+            k = torch.mul(d2, -1 / (2 * h * h), out=buf).exp_()
+            total += 2 * k.sum() - k[:, :len(rows)].sum() if symmetric else k.sum()
     return total
 
 

@@ -47,9 +47,15 @@ def as_html(anim):
 LIM = 2.6  # the toy sets fit in [-LIM, LIM]^2
 
 
-def scatter(ax, x, title=None, lim=LIM, s=1.0, color="C0", alpha=0.5):
-    """Draw points x [n, 2] on ``ax``: equal aspect, no ticks, a fixed square window."""
+def scatter(ax, x, title=None, lim=LIM, s=2.0, color="C0", alpha=0.6):
+    """Draw points x [n, 2] on ``ax``: equal aspect, no ticks, a fixed square window.
+    Points outside the window are left out (far-off points corrupt the rasterized layer)."""
     x = _np(x)
+    inside = (np.abs(x) <= lim).all(1)
+    if not inside.all():
+        x = x[inside]
+        if isinstance(color, np.ndarray) and len(color) == len(inside):
+            color = color[inside]
     ax.scatter(x[:, 0], x[:, 1], s=s, color=color, alpha=alpha, linewidths=0, rasterized=True)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
@@ -61,7 +67,7 @@ def scatter(ax, x, title=None, lim=LIM, s=1.0, color="C0", alpha=0.5):
     return ax
 
 
-def scatter_panels(sets, lim=LIM, size=2.6, s=1.0, colors=None):
+def scatter_panels(sets, lim=LIM, size=2.6, s=2.0, colors=None):
     """One scatter panel per entry of ``sets`` (a dict title -> points [n, 2]), side by side."""
     fig, axes = plt.subplots(1, len(sets), figsize=(size * len(sets), size), dpi=DPI, squeeze=False)
     for i, (ax, (title, x)) in enumerate(zip(axes[0], sets.items())):
@@ -104,7 +110,8 @@ def forward_strip(x, sched, times=(0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0), seed=0,
         t_vec = torch.full((x.shape[0],), float(t), dtype=torch.float64)
         z = q_sample(x.double(), t_vec, sched, eps.double())
         alpha, sigma = sched.alpha_sigma(torch.tensor(float(t), dtype=torch.float64))
-        scatter(ax, z, f"t = {t:g}\n" + rf"$\alpha$={float(alpha):.2f}, $\sigma$={float(sigma):.2f}", lim=lim, s=0.7)
+        alpha, sigma = abs(float(alpha)), abs(float(sigma))  # no "-0.00" at t = 0
+        scatter(ax, z, f"t = {t:g}\n" + rf"$\alpha$={alpha:.2f}, $\sigma$={sigma:.2f}", lim=lim, s=1.5)
     fig.tight_layout()
     return fig
 
@@ -134,19 +141,21 @@ def loss_curve(history, window=100, ax=None, label=None, logy=True):
     return fig
 
 
-def trajectories(traj, n_paths=12, data=None, lim=LIM, size=4.0):
+def trajectories(traj, n_paths=6, data=None, lim=3.2, size=4.0, points=40):
     """Paths of ``n_paths`` samples through a sampler's trajectory (``return_trajectory=True``):
     each path starts at its noise z_1 (open circle) and ends at its sample z_0 (dot),
-    drawn over the final samples (and the data, when given) in grey."""
+    drawn over the data (when given) in grey. Long trajectories
+    are thinned to about ``points`` states per path (always keeping the first and last)."""
     z = _np(traj["z"])  # [steps + 1, n, 2]
+    keep = np.unique(np.linspace(0, len(z) - 1, min(points, len(z))).round().astype(int))
+    z = z[keep]
     fig, ax = plt.subplots(figsize=(size, size), dpi=DPI)
     if data is not None:
-        scatter(ax, data, lim=lim, s=0.5, color="0.8", alpha=0.6)
-    scatter(ax, z[-1], lim=lim, s=0.5, color="0.55", alpha=0.4)
+        scatter(ax, data, lim=lim, s=1.5, color="0.75", alpha=0.6)
     for i in range(min(n_paths, z.shape[1])):
-        ax.plot(z[:, i, 0], z[:, i, 1], lw=0.7, color=f"C{i % 10}", alpha=0.8)
-        ax.plot(*z[0, i], "o", mfc="none", color=f"C{i % 10}", ms=4)
-        ax.plot(*z[-1, i], "o", color=f"C{i % 10}", ms=3)
+        ax.plot(z[:, i, 0], z[:, i, 1], lw=1.0, color=f"C{i % 10}", alpha=0.8)
+        ax.plot(*z[0, i], "o", mfc="white", color=f"C{i % 10}", ms=6)
+        ax.plot(*z[-1, i], "o", color=f"C{i % 10}", ms=6, mec="black", mew=0.6)
     ax.set_title("sampling paths: noise (o) to sample (•)", fontsize=10)
     fig.tight_layout()
     return fig
