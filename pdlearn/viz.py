@@ -48,14 +48,8 @@ LIM = 2.6  # the toy sets fit in [-LIM, LIM]^2
 
 
 def scatter(ax, x, title=None, lim=LIM, s=2.0, color="C0", alpha=0.6):
-    """Draw points x [n, 2] on ``ax``: equal aspect, no ticks, a fixed square window.
-    Points outside the window are left out (far-off points corrupt the rasterized layer)."""
+    """Draw points x [n, 2] on ``ax``: equal aspect, no ticks, a fixed square window."""
     x = _np(x)
-    inside = (np.abs(x) <= lim).all(1)
-    if not inside.all():
-        x = x[inside]
-        if isinstance(color, np.ndarray) and len(color) == len(inside):
-            color = color[inside]
     ax.scatter(x[:, 0], x[:, 1], s=s, color=color, alpha=alpha, linewidths=0, rasterized=True)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)

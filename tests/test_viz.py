@@ -39,7 +39,9 @@ def test_forward_strip_shows_z_t_with_one_shared_noise():
     assert len(fig.axes) == 3
     eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
     expected = pdl.q_sample(x.double(), torch.full((300,), 0.3, dtype=torch.float64), sched, eps.double())
-    np.testing.assert_allclose(fig.axes[1].collections[0].get_offsets(), expected.numpy(), atol=1e-5)
+    drawn = np.asarray(fig.axes[1].collections[0].get_offsets())
+    inside = lambda p: p[(np.abs(p) <= 3.2).all(1)]  # what shows in the window (points beyond may be left out)
+    np.testing.assert_allclose(inside(drawn), inside(expected.numpy()), atol=1e-5)
     np.testing.assert_allclose(fig.axes[0].collections[0].get_offsets(), x.numpy(), atol=1e-6)  # t = 0 is the data
 
 
