@@ -15,6 +15,7 @@ and the soft-target loss of classic knowledge distillation (Hinton et al., 2015)
 """
 import copy
 import hashlib
+import types
 import json
 import os
 import time
@@ -89,6 +90,8 @@ def fingerprint(*things):
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
         elif isinstance(thing, torch.Tensor):
             h.update(thing.detach().cpu().contiguous().numpy().tobytes())
+        elif isinstance(thing, types.FunctionType):  # by name: repr() holds a memory address
+            h.update(f"{thing.__module__}.{thing.__qualname__}".encode())
         else:
             h.update(repr(thing).encode())
     return h.hexdigest()[:8]

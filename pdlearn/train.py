@@ -93,6 +93,7 @@ def train_loop(net, loss_fn, steps, lr=1e-3, warmup=None, decay="cosine", weight
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     warmup = min(100, steps // 10) if warmup is None else warmup
+    net.requires_grad_(True)  # a network returned by training is a frozen EMA copy; train it all the same
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
     ema = copy.deepcopy(net).requires_grad_(False) if ema_decay is not None else net

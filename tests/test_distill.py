@@ -1,6 +1,5 @@
 """Progressive distillation (pdlearn.distill): the target of Algorithm 2, the halving
 bookkeeping, resume inside a round, the clear errors, and the one-step student."""
-import copy
 import math
 
 import pytest
