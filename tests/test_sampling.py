@@ -103,13 +103,20 @@ def test_deterministic_ddim_with_exact_denoiser_stays_on_the_forward_marginal(sc
 
 
 def test_per_sample_seeding_for_every_sampler():
+    from pdlearn.sampling import NoiseSource
+
+    few, many = NoiseSource(10, (2,), seed=7), NoiseSource(130, (2,), seed=7)
+    for _ in range(3):  # z_1 and two later draws: sample i's stream depends on (seed, i) only
+        torch.testing.assert_close(few.randn(), many.randn()[:10], atol=0, rtol=0)
     torch.manual_seed(0)
     net = pdl.models.MLPDenoiser(dim=2, width=32, depth=2).eval()
     sched = pdl.CosineSchedule()
     for kwargs, sampler in [(dict(eta=0.0), pdl.ddim_sample), (dict(eta=1.0), pdl.ddim_sample), ({}, pdl.ddpm_sample)]:
         small = sampler(net, sched, n=10, steps=5, seed=7, **kwargs)
         large = sampler(net, sched, n=130, steps=5, seed=7, **kwargs)  # three noise blocks
-        torch.testing.assert_close(small, large[:10], atol=0, rtol=0)
+        # the noise is identical; the network's float32 matmuls may round differently in the last bit
+        # when the batch size changes (BLAS picks its blocking by shape), hence the tiny tolerance
+        torch.testing.assert_close(small, large[:10], atol=1e-5, rtol=0)
         assert not torch.equal(small, sampler(net, sched, n=10, steps=5, seed=8, **kwargs))
 
 
