@@ -37,6 +37,16 @@ SIZES = {
         "cpu": dict(scratch_steps=1_500, n_show=2_000, floor_repeats=5, n_check=256, n_anim=1_000, frames=30),
         "gpu": dict(scratch_steps=3_000, n_show=2_000, floor_repeats=5, n_check=256, n_anim=1_000, frames=30),
     },
+    # chapter 5: the image teacher of recipes.image_teacher. Provisional: the smoke row is what the
+    # tests run; the cpu and gpu rows are first guesses that the images chapter will tune and measure.
+    "digits_teacher": {
+        "smoke": dict(data="digits", channels=16, ch_mult=(1, 2), num_res_blocks=1, dropout=0.0, steps=20,
+                      batch_size=32, lr=2e-3),
+        "cpu": dict(data="digits", channels=32, ch_mult=(1, 2), num_res_blocks=1, dropout=0.0, steps=8_000,
+                    batch_size=128, lr=1e-3),
+        "gpu": dict(data="mnist", channels=64, ch_mult=(1, 2, 2), num_res_blocks=2, dropout=0.1, steps=30_000,
+                    batch_size=128, lr=2e-4),
+    },
     # chapter 2: DDIM on the chapter-1 moons teacher (quality vs steps, trajectories, inversion)
     "ddim_2d": {
         "smoke": dict(n_eval=500, step_counts=(1, 4, 16, 64), floor_repeats=3, n_show=500, n_paths=60,
