@@ -37,16 +37,6 @@ SIZES = {
         "cpu": dict(scratch_steps=1_500, n_show=2_000, floor_repeats=5, n_check=256, n_anim=1_000, frames=30),
         "gpu": dict(scratch_steps=3_000, n_show=2_000, floor_repeats=5, n_check=256, n_anim=1_000, frames=30),
     },
-    # chapter 5: the image teacher of recipes.image_teacher. Provisional: the smoke row is what the
-    # tests run; the cpu and gpu rows are first guesses that the images chapter will tune and measure.
-    "digits_teacher": {
-        "smoke": dict(data="digits", channels=16, ch_mult=(1, 2), num_res_blocks=1, dropout=0.0, steps=20,
-                      batch_size=32, lr=2e-3),
-        "cpu": dict(data="digits", channels=32, ch_mult=(1, 2), num_res_blocks=1, dropout=0.0, steps=8_000,
-                    batch_size=128, lr=1e-3),
-        "gpu": dict(data="mnist", channels=64, ch_mult=(1, 2, 2), num_res_blocks=2, dropout=0.1, steps=30_000,
-                    batch_size=128, lr=2e-4),
-    },
     # chapter 2: DDIM on the chapter-1 moons teacher (quality vs steps, trajectories, inversion)
     "ddim_2d": {
         "smoke": dict(n_eval=500, step_counts=(1, 4, 16, 64), floor_repeats=3, n_show=500, n_paths=60,
@@ -92,6 +82,25 @@ SIZES = {
         "gpu": dict(n_data=50_000, teacher_steps=20_000, width=256, depth=4, batch_size=1024, stage1_iters=10_000,
                     start_steps=256, iters_per_round=4_000, w_max=4.0, ws=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0),
                     n_eval=5_000, n_show=2_000, teacher_steps_eval=256, student_steps=(1, 2, 4, 8)),
+    },
+    # chapter 5: the image teacher (recipes.image_teacher), a UNet on the 8x8 digits (MNIST at gpu);
+    # at cpu about 100 ms per step on one unshared core, and by 6k steps it starts copying training digits
+    "digits_teacher": {
+        "smoke": dict(data="digits", steps=40, batch_size=32, lr=2e-3, channels=16, ch_mult=(1, 2),
+                      num_res_blocks=1, dropout=0.0),
+        "cpu": dict(data="digits", steps=3_000, batch_size=128, lr=2e-3, channels=32, ch_mult=(1, 2),
+                    num_res_blocks=1, dropout=0.0),
+        "gpu": dict(data="mnist", steps=30_000, batch_size=128, lr=5e-4, channels=64, ch_mult=(1, 2, 2),
+                    num_res_blocks=2, dropout=0.1),
+    },
+    # chapter 5: evaluating image samples (FID with its floor, classifier confidence, memorisation)
+    "images_eval": {
+        "smoke": dict(n_eval=100, step_counts=(2, 8), floor_repeats=2, n_grid=16, grid_steps=(2, 8),
+                      anim_steps=8, frames=8),
+        "cpu": dict(n_eval=450, step_counts=(1, 2, 4, 8, 16, 32, 64, 128), floor_repeats=5, n_grid=64,
+                    grid_steps=(1, 4, 16, 128), anim_steps=64, frames=30),
+        "gpu": dict(n_eval=5_000, step_counts=(1, 2, 4, 8, 16, 32, 64, 128, 256), floor_repeats=3, n_grid=64,
+                    grid_steps=(1, 4, 16, 128), anim_steps=128, frames=30),
     },
     # course assignments (book/assignments): seconds at every budget, since students' submissions are
     # graded by re-running them; the same small teacher and round everywhere

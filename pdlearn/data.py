@@ -83,4 +83,4 @@ def toy(name, n=10_000, seed=0, return_labels=False):
 # CIFAR-10 loaders live in pdlearn/images.py; imported here so that
 # pdl.data.digits() sits beside pdl.data.toy().
 # ---------------------------------------------------------------------------
-from .images import cifar10, digits, fashion_mnist, mnist  # noqa: E402,F401
+from .images import cifar10, digits, fashion_mnist, image_set, mnist  # noqa: E402,F401

@@ -10,7 +10,7 @@ import torch
 
 from .data import as_data
 from .digits_classifier import load_classifier
-from .images import digits
+from .images import digits, image_set
 
 
 def gaussian_fit(features):
@@ -142,3 +142,31 @@ def inception_fid(x, y, device=None, batch_size=256):
             chunk = ((chunk.float().clamp(-1, 1) + 1) / 2).to(device)
             fid.update(chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk, real=real)
     return float(fid.compute())
+
+
+def image_fid(x, name="digits"):
+    """FID of samples x against the test split of image set ``name``: the digits FID for
+    'digits', the Inception FID (``inception_fid``) for MNIST, Fashion-MNIST and CIFAR-10."""
+    if name == "digits":
+        return digits_fid(x)
+    return inception_fid(x, image_set(name, "test"))
+
+
+def image_fid_floor(n, name="digits", repeats=5, seed=0):
+    """The data-vs-data floor of ``image_fid`` at sample size n: (mean, std) over ``repeats``
+    draws of n training images scored against the test split, as samples are."""
+    if name == "digits":
+        return digits_fid_floor(n, repeats, seed)
+    train, test = image_set(name, "train"), image_set(name, "test")
+    g = torch.Generator().manual_seed(seed)
+    values = torch.tensor([inception_fid(train[torch.randperm(train.shape[0], generator=g)[:n]], test)
+                           for _ in range(repeats)], dtype=torch.float64)
+    return float(values.mean()), float(values.std()) if repeats > 1 else 0.0
+
+
+def confident_fraction(x, threshold=0.9):
+    """Fraction of images the digits classifier assigns a class with probability above
+    ``threshold``; NaN for images that are not 8 x 8 digits (no shipped classifier reads them)."""
+    if tuple(x.shape[1:]) != (1, 8, 8):
+        return float("nan")
+    return classifier_confidence(x, threshold)["confident"]

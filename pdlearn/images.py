@@ -146,6 +146,8 @@ def _download(name, filename, folder):
                     out.write(block)
         except (urllib.error.URLError, OSError) as err:
             errors.append(f"{url}: {err}")
+            if os.path.exists(tmp):  # a download cut off half way
+                os.remove(tmp)
             continue
         found = sha256(tmp)
         if found != expected:
@@ -232,3 +234,17 @@ def cifar10(split="train", root=None, download=False, return_labels=False):
     records = raw.reshape(-1, CIFAR_RECORD)
     x = _to_images(records[:, 1:].reshape(-1, 3, 32, 32))
     return (x, torch.from_numpy(records[:, 0].astype(np.int64))) if return_labels else x
+
+
+IMAGE_SETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+
+
+def image_set(name, split="train", return_labels=False, download=True):
+    """Any image set of the book by name ('digits', 'mnist', 'fashion_mnist', 'cifar10'),
+    so that a chapter reads its data set from the budget and runs the same code for each.
+    The downloaded sets fetch on first use here (``download=True``)."""
+    if name == "digits":
+        return digits(split, return_labels)
+    if name not in IMAGE_SETS:
+        raise ValueError(f"unknown image set {name!r}; choose one of {', '.join(IMAGE_SETS)}")
+    return globals()[name](split, download=download, return_labels=return_labels)

@@ -46,12 +46,7 @@ def image_teacher(name=None, prediction="v", conditional=False, p_uncond=0.1, se
     """
     cfg = sizes("digits_teacher", budget_name)
     name = name or cfg["data"]
-    if name == "digits":
-        x, y = data_mod.digits("train", return_labels=True)
-    elif name in ("mnist", "fashion_mnist", "cifar10"):
-        x, y = getattr(data_mod, name)("train", download=True, return_labels=True)
-    else:
-        raise ValueError(f"unknown image set {name!r}; choose digits, mnist, fashion_mnist or cifar10")
+    x, y = data_mod.image_set(name, "train", return_labels=True)
     torch.manual_seed(seed)
     net = UNet(in_channels=x.shape[1], image_size=x.shape[-1], channels=cfg["channels"], ch_mult=cfg["ch_mult"],
                num_res_blocks=cfg["num_res_blocks"], dropout=cfg["dropout"], prediction=prediction,

@@ -107,3 +107,11 @@ def test_inception_fid_explains_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchmetrics.image.fid", None)
     with pytest.raises(ImportError, match=r'pip install "torchmetrics\[image\]"'):
         pdl.metrics.inception_fid(torch.zeros(2, 1, 28, 28), torch.zeros(2, 1, 28, 28))
+
+
+def test_image_metrics_read_the_data_set_name():
+    x = pdl.data.digits("train")[:200]
+    assert pdl.metrics.image_fid(x, "digits") == pdl.metrics.digits_fid(x)
+    assert pdl.metrics.image_fid_floor(200, "digits", repeats=2) == pdl.metrics.digits_fid_floor(200, repeats=2)
+    assert pdl.metrics.confident_fraction(x) == pdl.metrics.classifier_confidence(x)["confident"]
+    assert np.isnan(pdl.metrics.confident_fraction(torch.zeros(4, 1, 28, 28)))  # no classifier for MNIST here

@@ -165,3 +165,13 @@ def test_cifar10_binary_records(tmp_path):
     torch.testing.assert_close(x[2, 1, 0, 5], torch.tensor(pixels[0, 1024 + 5] / 127.5 - 1, dtype=torch.float32))
     torch.testing.assert_close(x[3, 2, 31, 31], torch.tensor(pixels[1, 3071] / 127.5 - 1, dtype=torch.float32))
     assert pdl.data.cifar10("test", root=str(tmp_path)).shape == (2, 3, 32, 32)
+
+
+def test_image_set_dispatches_by_name(tmp_path, monkeypatch):
+    assert torch.equal(pdl.data.image_set("digits", "test"), pdl.data.digits("test"))
+    write_idx_set(tmp_path / "fashion_mnist")
+    monkeypatch.setenv("PDLEARN_DATA", str(tmp_path))
+    x, y = pdl.data.image_set("fashion_mnist", "train", return_labels=True)
+    assert x.shape == (5, 1, 28, 28) and y.shape == (5,)
+    with pytest.raises(ValueError, match="unknown image set 'svhn'"):
+        pdl.data.image_set("svhn")

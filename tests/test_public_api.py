@@ -107,3 +107,14 @@ def test_progressive_distill(trained):
 def test_distill_module():
     distill = importlib.import_module("pdlearn.distill")
     assert pdl.distill is distill and pdl.progressive_distill is distill.progressive_distill
+
+
+def test_image_surface():
+    x = pdl.data.digits("train")  # float tensor [n, 1, 8, 8] in [-1, 1]
+    assert x.shape[1:] == (1, 8, 8) and x.dtype == torch.float32
+    net = pdl.models.UNet()  # net(z, t) -> v prediction, like MLPDenoiser
+    assert net.prediction == "v" and tuple(net.sample_shape) == (1, 8, 8)
+    z = pdl.ddim_sample(net, pdl.CosineSchedule(), n=4, steps=2, seed=0)
+    assert z.shape == (4, 1, 8, 8)
+    assert isinstance(pdl.metrics.digits_fid(x[:N]), float)
+    assert isinstance(pdl.metrics.memorisation(x[:N], x, pdl.data.digits("test"))["copy_fraction"], float)

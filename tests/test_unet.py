@@ -1,5 +1,7 @@
 """The image denoiser: shapes, conditioning, per-sample independence, and that it
 plugs into the samplers and the training loop like MLPDenoiser does."""
+import os
+
 import pytest
 import torch
 
@@ -115,3 +117,16 @@ def test_training_on_digits_lowers_the_loss():
                               progress=False)
     loss = net.history["loss"]
     assert sum(loss[-15:]) / 15 < 0.8 * sum(loss[:15]) / 15
+
+
+def test_image_teacher_recipe_trains_once_then_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDLEARN_CHECKPOINTS", str(tmp_path))
+    net, x = pdl.recipes.image_teacher(progress=False, budget_name="smoke")
+    cfg = pdl.sizes("digits_teacher", "smoke")
+    assert isinstance(net, UNet) and not net.training and net.config["channels"] == cfg["channels"]
+    assert torch.equal(x, pdl.data.digits("train")) and len(net.history["loss"]) == cfg["steps"]
+    again, _ = pdl.recipes.image_teacher(progress=False, budget_name="smoke")  # from the checkpoint
+    for a, b in zip(net.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    conditional, _ = pdl.recipes.image_teacher(conditional=True, progress=False, budget_name="smoke")
+    assert conditional.config["num_classes"] == 10 and len(os.listdir(tmp_path)) == 2
