@@ -7,8 +7,9 @@
     z = pdl.ddim_sample(net, sched, n=1_000, steps=8, seed=0)
 """
 from . import data, losses, metrics, models, parameterization, recipes, sampling, schedules
-from . import distill
+from . import distill, distributed
 from . import guidance
+from . import speed
 from . import viz, widgets
 from .budget import budget, checkpoint_path, device, sizes
 from .distill import progressive_distill

@@ -93,6 +93,32 @@ SIZES = {
         "gpu": dict(data="mnist", steps=30_000, batch_size=128, lr=5e-4, channels=64, ch_mult=(1, 2, 2),
                     num_res_blocks=2, dropout=0.1),
     },
+    # chapter 6: progressive distillation of the image teacher (recipes.image_students), round by round
+    "digits_distill": {
+        "smoke": dict(start_steps=8, end_steps=1, iters_per_round=10, batch_size=32, lr=1e-3,
+                      time_iters=2, time_batch=4),
+        "cpu": dict(start_steps=128, end_steps=1, iters_per_round=600, batch_size=128, lr=1e-3,
+                    time_iters=10, time_batch=16),
+        "gpu": dict(start_steps=256, end_steps=1, iters_per_round=5_000, batch_size=128, lr=5e-4,
+                    time_iters=20, time_batch=128),
+    },
+    # chapter 7: guided distillation of the class-conditional image teacher (recipes.guided_image_students):
+    # stage 1 (w-conditioned student, w ~ U[0, w_max]), stage 2 (progressive rounds from start_steps to 1),
+    # and the evaluation (n_eval samples per w, labels cycling 0..9; the teacher at teacher_steps_eval steps).
+    # cpu, measured with bench/ch7_guidance_digits.py: stages 1 + 2 about 8 min on a shared core (the
+    # conditional teacher about 8 more); the 4-step student's digits-FID within 3% of the 128-NFE teacher's
+    # at w = 1 and 3, as with 1,000 stage-1 and 400-per-round iterations, which cost 1.7x as much
+    "digits_guidance": {
+        "smoke": dict(stage1_iters=20, stage1_lr=1e-3, start_steps=16, iters_per_round=5, batch_size=32, lr=1e-3,
+                      w_max=4.0, ws=(0.0, 1.0, 3.0), n_eval=100, teacher_steps_eval=8, student_steps=(1, 2, 4, 8),
+                      floor_repeats=2),
+        "cpu": dict(stage1_iters=600, stage1_lr=1e-3, start_steps=32, iters_per_round=250, batch_size=128, lr=1e-3,
+                    w_max=4.0, ws=(0.0, 1.0, 2.0, 3.0), n_eval=450, teacher_steps_eval=64, student_steps=(1, 2, 4, 8),
+                    floor_repeats=5),
+        "gpu": dict(stage1_iters=10_000, stage1_lr=3e-4, start_steps=256, iters_per_round=5_000, batch_size=128,
+                    lr=2e-4, w_max=4.0, ws=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0), n_eval=5_000, teacher_steps_eval=64,
+                    student_steps=(1, 2, 4, 8), floor_repeats=3),
+    },
     # chapter 5: evaluating image samples (FID with its floor, classifier confidence, memorisation)
     "images_eval": {
         "smoke": dict(n_eval=100, step_counts=(2, 8), floor_repeats=2, n_grid=16, grid_steps=(2, 8),
@@ -101,6 +127,16 @@ SIZES = {
                     grid_steps=(1, 4, 16, 128), anim_steps=64, frames=30),
         "gpu": dict(n_eval=5_000, step_counts=(1, 2, 4, 8, 16, 32, 64, 128, 256), floor_repeats=3, n_grid=64,
                     grid_steps=(1, 4, 16, 128), anim_steps=128, frames=30),
+    },
+    # chapter 8: sampling speed (pdlearn.speed). step_counts start with the full-step teacher; the
+    # digits UNet at cpu takes ~0.1 s per step at batch 256 on one core, so its table costs minutes
+    "real_time": {
+        "smoke": dict(step_counts=(8, 4, 2, 1), batch_sizes=(1, 16), big_batch=16, repeats=3, warmup=1,
+                      threads=(1,), compare_steps=(1, 4), n_grid=16, n_show=500),
+        "cpu": dict(step_counts=(256, 64, 16, 4, 1), batch_sizes=(1, 64, 256), big_batch=256, repeats=5, warmup=1,
+                    threads=(1, 2), compare_steps=(1, 16), n_grid=64, n_show=2_000),
+        "gpu": dict(step_counts=(256, 64, 16, 4, 1), batch_sizes=(1, 64, 256, 1024), big_batch=256, repeats=5,
+                    warmup=2, threads=(1, 2), compare_steps=(1, 16, 64), n_grid=64, n_show=2_000),
     },
     # course assignments (book/assignments): seconds at every budget, since students' submissions are
     # graded by re-running them; the same small teacher and round everywhere

@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from . import distributed
 from .data import as_data
 from .losses import WEIGHTINGS, q_sample, weighted_error
 from .parameterization import expand, predict
@@ -237,7 +238,7 @@ def distill_rounds(teacher, data, sched, start_steps=256, end_steps=1, iters_per
         if loaded:
             with open(record_path) as f:
                 record["wall_s"] = json.load(f)["wall_s"]
-        elif record_path:
+        elif record_path and distributed.is_main():  # under torchrun, one writer per file
             with open(record_path, "w") as f:
                 json.dump({k_: record[k_] for k_ in ("round", "steps", "iters", "loss", "wall_s")}, f)
         record["losses"] = losses

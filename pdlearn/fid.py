@@ -97,6 +97,23 @@ def classifier_confidence(x, threshold=0.9):
 
 
 @torch.no_grad()
+def class_accuracy(x, labels):
+    """Fidelity of class-conditional digits: the fraction of images x [n, 1, 8, 8] whose most
+    probable class under the digits classifier is the label they were drawn for (long [n]).
+    NaN for images that are not 8 x 8 digits (no shipped classifier reads them), as
+    ``confident_fraction``."""
+    if tuple(x.shape[1:]) != (1, 8, 8):
+        return float("nan")
+    x = _check_digits(x)
+    labels = torch.as_tensor(labels).long().cpu()
+    if labels.shape != (x.shape[0],):
+        raise ValueError(f"labels must have one entry per image: got shape {tuple(labels.shape)} "
+                         f"for {x.shape[0]} images")
+    predicted = torch.cat([load_classifier()(c).argmax(1) for c in x.split(1024)])
+    return float((predicted == labels).float().mean())
+
+
+@torch.no_grad()
 def nearest_neighbour_distances(x, reference, chunk=512):
     """For every image in x, the Euclidean (pixel) distance to its nearest image in ``reference``: [n]."""
     x = as_data(x, "x").flatten(1).double().cpu()

@@ -101,7 +101,9 @@ def guided_predict(net, z, t, sched, y, w):
 def w_student(teacher):
     """A student of the teacher's architecture plus a w embedding (``w_cond=True``), starting from
     the teacher's weights (Meng et al., 2023, sec. 3.1). The last layer of the w embedding starts
-    at zero, so at the start the student is the teacher's conditional model for every w."""
+    at zero, so at the start the student is the teacher's conditional model for every w.
+    Any network whose ``config`` rebuilds it and takes ``w_cond`` works: ``MLPDenoiser`` for 2D
+    data, ``UNet`` for images (``recipes.guided_image_students`` distils the digits UNet)."""
     config = dict(teacher.config, w_cond=True)
     student = type(teacher)(**config).to(next(teacher.parameters()).device)
     missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)

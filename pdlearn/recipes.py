@@ -58,3 +58,64 @@ def image_teacher(name=None, prediction="v", conditional=False, p_uncond=0.1, se
                           checkpoint=checkpoint_path(tag, budget_name), checkpoint_every=500, resume=True,
                           progress=progress, desc=f"{name} teacher")
     return net, x
+
+
+def image_students(name=None, prediction="v", seed=0, progress=True, budget_name=None):
+    """The image teacher distilled progressively, round by round (sizes 'digits_distill').
+
+    Distils ``image_teacher(name, prediction, seed)`` from ``start_steps`` DDIM steps down
+    to ``end_steps``, halving every round; each round is checkpointed, so a second call
+    loads them and an interrupted round resumes where it stopped.
+    Returns (students, history): a dict {steps: student network} and the per-round records
+    of ``distill_rounds`` (loss, wall time, whether the round was loaded).
+    """
+    from .distill import distill_rounds
+
+    cfg = sizes("digits_distill", budget_name)
+    teacher, x = image_teacher(name, prediction=prediction, seed=seed, progress=progress, budget_name=budget_name)
+    name = name or sizes("digits_teacher", budget_name)["data"]
+    students, history = {}, []
+    for student, record in distill_rounds(teacher, x, CosineSchedule(), cfg["start_steps"], cfg["end_steps"],
+                                          cfg["iters_per_round"], seed=seed, lr=cfg["lr"],
+                                          batch_size=cfg["batch_size"], resume=True, progress=progress,
+                                          checkpoint=checkpoint_path(f"{name}_distill_{prediction}", budget_name)):
+        students[record["steps"]] = student
+        history.append(record)
+    return students, history
+
+
+def guided_image_students(name=None, prediction="v", seed=0, progress=True, budget_name=None):
+    """Guided distillation (Meng et al., 2023) of the class-conditional image teacher
+    (sizes 'digits_guidance'), each stage trained once per budget and cached.
+
+    The teacher is ``image_teacher(name, conditional=True)``. Stage 1 (``guidance.distill_w``)
+    trains a w-conditioned student on the guided teacher for w ~ U[0, w_max]; stage 2
+    (``guidance.distill_w_progressive``, i.e. ``distill.progressive_distill``) halves its DDIM
+    steps from ``start_steps`` to 1, every example with its own label and w.
+    Returns (teacher, students, x, y, history): the teacher, a dict {steps: student} whose
+    entry at ``start_steps`` is the stage-1 student and whose others are the rounds' students
+    (called as student(z, t, y=y, w=w)), the training images with their labels, and the
+    per-round records of stage 2.
+    """
+    from .guidance import distill_w, distill_w_progressive
+
+    cfg = sizes("digits_guidance", budget_name)
+    teacher, x = image_teacher(name, prediction=prediction, conditional=True, seed=seed, progress=progress,
+                               budget_name=budget_name)
+    name = name or sizes("digits_teacher", budget_name)["data"]
+    _, y = data_mod.image_set(name, "train", return_labels=True)
+    sched, w_range = CosineSchedule(), (0.0, cfg["w_max"])
+    stage1 = distill_w(teacher, x, y, sched, iters=cfg["stage1_iters"], w_range=w_range, lr=cfg["stage1_lr"],
+                       batch_size=cfg["batch_size"], seed=seed, resume=True, progress=progress,
+                       checkpoint=checkpoint_path(f"{name}_guided_stage1_{prediction}", budget_name))
+    students = {cfg["start_steps"]: stage1}
+
+    def keep(student, steps):
+        students[steps] = student
+
+    _, history = distill_w_progressive(stage1, x, y, sched, start_steps=cfg["start_steps"], end_steps=1,
+                                       iters_per_round=cfg["iters_per_round"], w_range=w_range, seed=seed,
+                                       lr=cfg["lr"], batch_size=cfg["batch_size"], eval_fn=keep, resume=True,
+                                       progress=progress,
+                                       checkpoint=checkpoint_path(f"{name}_guided_stage2_{prediction}", budget_name))
+    return teacher, students, x, y, history

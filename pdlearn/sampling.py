@@ -37,8 +37,20 @@ class NoiseSource:
         self.n, self.shape, self.dtype, self.device = n, tuple(shape), dtype, device
         n_blocks = (n + BLOCK - 1) // BLOCK
         self.generators = [torch.Generator().manual_seed(int(seed) * 1_000_003 + b) for b in range(n_blocks)]
+        self.skipped = 0
+
+    def skip(self):
+        """Pass over one draw. It is made (and thrown away) only if a later draw is asked for, so a
+        deterministic sampler started from a given z_1 never pays for it."""
+        self.skipped += 1
 
     def randn(self):
+        for _ in range(self.skipped):
+            self._draw()
+        self.skipped = 0
+        return self._draw()
+
+    def _draw(self):
         blocks = [torch.randn((BLOCK, *self.shape), generator=g, dtype=torch.float64) for g in self.generators]
         return torch.cat(blocks)[: self.n].to(self.device, self.dtype)
 
@@ -56,14 +68,16 @@ def _sample_shape(net, z, n):
 def _setup(net, n, z, seed):
     """Starting noise z_1 and the noise source for later steps."""
     _sample_shape(net, z, n)
-    params = list(net.parameters()) if isinstance(net, torch.nn.Module) else []
-    device = z.device if z is not None else (params[0].device if params else torch.device("cpu"))
+    param = next(net.parameters(), None) if isinstance(net, torch.nn.Module) and z is None else None
+    device = z.device if z is not None else (param.device if param is not None else torch.device("cpu"))
     dtype = z.dtype if z is not None else torch.float32
     shape = tuple(z.shape[1:]) if z is not None else tuple(net.sample_shape)
     count = z.shape[0] if z is not None else int(n)
     noise = NoiseSource(count, shape, seed=seed, dtype=dtype, device=device)
-    first = noise.randn()  # z_1 of this seed; the per-step draws come after it either way
-    return (first if z is None else z), noise
+    if z is not None:
+        noise.skip()  # z_1 of this seed; the per-step draws come after it either way
+        return z, noise
+    return noise.randn(), noise
 
 
 def _times(sched, steps, grid):
@@ -88,10 +102,12 @@ def ddim_step(x_hat, eps_hat, alpha_s, sigma_s, alpha_t, sigma_t, eta=0.0, noise
     eps_hat = (z_t - alpha_t x_hat) / sigma_t. Coefficients are scalars or tensors
     broadcastable against x_hat; ``noise`` is needed only when eta > 0.
     """
-    alpha_s, sigma_s, alpha_t, sigma_t = (torch.as_tensor(a, dtype=x_hat.dtype, device=x_hat.device)
-                                          for a in (alpha_s, sigma_s, alpha_t, sigma_t))
     if eta < 0:
         raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM posterior variance), got {eta}")
+    if eta == 0:  # c = 0: deterministic DDIM
+        return alpha_s * x_hat + sigma_s * eps_hat
+    alpha_s, sigma_s, alpha_t, sigma_t = (torch.as_tensor(a, dtype=x_hat.dtype, device=x_hat.device)
+                                          for a in (alpha_s, sigma_s, alpha_t, sigma_t))
     c = eta * torch.sqrt((sigma_s**2 / sigma_t**2) * (1 - alpha_t**2 / alpha_s**2))
     z_s = alpha_s * x_hat + torch.sqrt((sigma_s**2 - c**2).clamp(min=0)) * eps_hat
     if eta > 0:
@@ -118,6 +134,13 @@ def ddpm_posterior(z_t, x_hat, alpha_s, sigma_s, alpha_t, sigma_t):
 def _coefs(sched, t, like):
     alpha, sigma = sched.alpha_sigma(torch.as_tensor(t, dtype=torch.float64))
     return alpha.to(like.dtype).item(), sigma.to(like.dtype).item()
+
+
+def _coef_table(sched, times, like):
+    """(alpha, sigma) at every time of the grid, computed once as Python floats (in ``like``'s
+    precision): the loop then pays no per-step tensor arithmetic for its scalars."""
+    alpha, sigma = sched.alpha_sigma(times)
+    return alpha.to(like.dtype).tolist(), sigma.to(like.dtype).tolist()
 
 
 def _new_trajectory(grid, z):
@@ -152,13 +175,11 @@ def ddim_sample(net, sched, n=None, z=None, steps=50, eta=0.0, seed=0, grid="uni
     times = _times(sched, steps, grid)
     kw = model_kwargs or {}
     traj = _new_trajectory(times, z)
+    alphas, sigmas = _coef_table(sched, times, z)
     for i in _steps(len(times) - 1, progress, "DDIM"):
-        t, s = times[i], times[i + 1]
-        alpha_t, sigma_t = _coefs(sched, t, z)
-        alpha_s, sigma_s = _coefs(sched, s, z)
-        x_hat, eps_hat = predict(net, z, t, sched, **kw)
+        x_hat, eps_hat = predict(net, z, times[i], sched, **kw)
         step_noise = noise.randn() if eta > 0 else None
-        z = ddim_step(x_hat, eps_hat, alpha_s, sigma_s, alpha_t, sigma_t, eta, step_noise)
+        z = ddim_step(x_hat, eps_hat, alphas[i + 1], sigmas[i + 1], alphas[i], sigmas[i], eta, step_noise)
         if return_trajectory:
             traj["z"].append(z)
             traj["x_hat"].append(x_hat)

@@ -10,6 +10,20 @@ Resume: with ``checkpoint=path`` the state (weights, EMA, optimizer, step, rando
 generator, loss history) is written every ``checkpoint_every`` steps and at the
 end; ``resume=True`` continues from that file to the same final weights as an
 uninterrupted run (exactly, for tensor data on the same machine).
+
+Several processes (``torchrun``, see ``distributed``): when a process group is
+initialised, the loop wraps the network in DistributedDataParallel for the forward
+and backward passes, so gradients are averaged over the ranks and all ranks keep
+the same weights; the EMA copy and the checkpoints hold the unwrapped network.
+Each rank draws its own minibatches from its own generator, seeded with
+``distributed.rank_seed(seed)`` (seed + 1,000,003 * rank; rank 0 keeps ``seed``), so W
+ranks with batch B train like one process with batch W * B. The recorded loss is
+the mean over the ranks. Only rank 0 writes checkpoints and shows the progress bar;
+a checkpoint holds every rank's generator, so resuming with the same number of
+ranks continues exactly; with another number, rank r takes the r-th saved generator
+if there is one and a fresh ``rank_seed`` one otherwise (the same training, other
+minibatches). Every rank resumes from the same file. Without a process group none
+of this changes anything.
 """
 import copy
 import math
@@ -18,6 +32,7 @@ import os
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import as_data
 from .losses import diffusion_loss
 
@@ -94,8 +109,9 @@ def train_loop(net, loss_fn, steps, lr=1e-3, warmup=None, decay="cosine", weight
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     warmup = min(100, steps // 10) if warmup is None else warmup
     net.requires_grad_(True)  # a network returned by training is a frozen EMA copy; train it all the same
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(distributed.rank_seed(seed))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
+    model = distributed.wrap(net) if distributed.active() else net  # gives every rank rank 0's weights
     ema = copy.deepcopy(net).requires_grad_(False) if ema_decay is not None else net
     history = []
     config = dict(config or {}, steps=steps, lr=lr, warmup=warmup, decay=decay, weight_decay=weight_decay,
@@ -112,26 +128,32 @@ def train_loop(net, loss_fn, steps, lr=1e-3, warmup=None, decay="cosine", weight
         if ema is not net:
             ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["rng"])
+        rngs = state.get("rngs", [state["rng"]])  # one generator per rank that wrote the checkpoint
+        if distributed.rank() < len(rngs):
+            gen.set_state(rngs[distributed.rank()])
         history, start = list(state["history"]), state["step"]
 
     def save(step):
-        save_checkpoint(checkpoint, {
-            "format": FORMAT, "architecture": architecture(net), "config": config, "step": step,
-            "model": net.state_dict(), "ema": ema.state_dict() if ema is not net else None,
-            "optimizer": opt.state_dict(), "rng": gen.get_state(), "history": history})
+        rngs = distributed.gather(gen.get_state())  # every rank's generator; rank 0 writes
+        if distributed.is_main():
+            save_checkpoint(checkpoint, {
+                "format": FORMAT, "architecture": architecture(net), "config": config, "step": step,
+                "model": net.state_dict(), "ema": ema.state_dict() if ema is not net else None,
+                "optimizer": opt.state_dict(), "rng": rngs[0], "rngs": rngs, "history": history})
 
     net.train()
-    bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress, mininterval=0.5)
+    bar = tqdm(total=steps, initial=start, desc=desc, disable=not (progress and distributed.is_main()),
+               mininterval=0.5)
     for step in range(start, steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup, decay)
-        loss = loss_fn(net, gen)
-        if not torch.isfinite(loss):
+        loss = loss_fn(model, gen)
+        shown = distributed.mean(loss.detach())  # the same on every rank, so all stop together on NaN
+        if not torch.isfinite(shown):
             bar.close()
             last = f"; the last checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
             raise FloatingPointError(
-                f"the loss became {loss.item()} at step {step}: lower the learning rate (lr={lr}), keep gradient "
+                f"the loss became {shown.item()} at step {step}: lower the learning rate (lr={lr}), keep gradient "
                 f"clipping on (grad_clip={grad_clip}), and check the data for NaN/inf or extreme values{last}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -140,7 +162,7 @@ def train_loop(net, loss_fn, steps, lr=1e-3, warmup=None, decay="cosine", weight
         opt.step()
         if ema is not net:
             ema_update(ema, net, ema_decay, step)
-        history.append(loss.item())
+        history.append(shown.item())
         bar.update(1)
         if step % 50 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{sum(history[-50:]) / len(history[-50:]):.4f}")
@@ -173,6 +195,8 @@ def train_diffusion(net, data, sched, steps=2_000, seed=0, batch_size=256, lr=1e
     by the null label with probability ``p_uncond`` (classifier-free guidance, Ho &
     Salimans, 2022). Other keyword arguments go to ``train_loop`` (ema_decay,
     checkpoint, resume, progress, ...). Returns the EMA network with ``.history``.
+    Under torchrun, tensor data gives every rank its own minibatches; a DataLoader must
+    do that itself (``torch.utils.data.DistributedSampler``).
     """
     device = next(net.parameters()).device
     loader = None

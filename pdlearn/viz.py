@@ -483,3 +483,18 @@ def quality_vs_cost(curves, floor=None, xlabel="cost", ylabel="squared MMD", ax=
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def image_table(rows, nrow=None, size=1.6):
+    """Grids in a table: ``rows`` maps a row title to {column title: images [n, C, H, W]},
+    for example {'DDIM': {'4 steps': x4, '1 step': x1}, 'student': {...}}."""
+    cols = list(next(iter(rows.values())))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(size * len(cols) + 0.6, (size + 0.3) * len(rows)),
+                             dpi=DPI, squeeze=False)
+    for r, (name, sets) in enumerate(rows.items()):
+        for c, col in enumerate(cols):
+            _show(axes[r, c], sets[col], nrow, col if r == 0 else None)
+        axes[r, 0].text(-0.08, 0.5, name, transform=axes[r, 0].transAxes, rotation=90, ha="right", va="center",
+                        fontsize=10)
+    fig.tight_layout()
+    return fig

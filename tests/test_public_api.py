@@ -26,7 +26,8 @@ def test_top_level_names():
     for name in ("CosineSchedule", "LinearBetaSchedule", "train_diffusion", "ddim_sample", "ddpm_sample",
                  "ddim_invert", "ddim_step", "predict", "q_sample", "diffusion_loss", "fit", "train_loop",
                  "budget", "sizes", "device", "checkpoint_path", "data", "models", "metrics", "sampling",
-                 "schedules", "parameterization", "losses", "viz", "widgets"):
+                 "schedules", "parameterization", "losses", "viz", "widgets", "speed",
+                 "distributed"):
         assert hasattr(pdl, name), name
 
 
@@ -118,3 +119,6 @@ def test_image_surface():
     assert z.shape == (4, 1, 8, 8)
     assert isinstance(pdl.metrics.digits_fid(x[:N]), float)
     assert isinstance(pdl.metrics.memorisation(x[:N], x, pdl.data.digits("test"))["copy_fraction"], float)
+    x_labelled, y = pdl.data.digits("train", return_labels=True)
+    assert isinstance(pdl.metrics.class_accuracy(x_labelled[:N], y[:N]), float)  # classifier's argmax == label
+    assert callable(pdl.recipes.guided_image_students)  # (teacher, {steps: student}, x, y, history)

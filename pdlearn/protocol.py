@@ -1,0 +1,79 @@
+"""The image protocol of chapters 5 and 6, as the command line (``python -m pdlearn``) runs it.
+
+    teacher   the UNet teacher of ``recipes.image_teacher`` (sizes 'digits_teacher')
+    students  progressive distillation of that teacher, round by round (``distill.distill_rounds``,
+              sizes 'digits_distill'), N -> N/2 -> ... DDIM steps, one checkpoint per round
+    evaluate  FID of samples against the held-out split, beside its data-vs-data floor
+              (``fid.image_fid``, ``fid.image_fid_floor``; sizes 'images_eval')
+
+Every stage resumes: the teacher from its checkpoint (written every 500 steps), the
+distillation from the last finished round and, inside a round, from its last
+checkpoint. A stage trains whatever earlier stage it needs and finds missing, so a
+dropped job is restarted by running the same command again. The students' files
+are those of ``recipes.image_students`` for the same settings, so chapter 6 loads
+what a GPU job distilled. Under torchrun every rank runs the same calls; training
+goes data-parallel (see ``distributed``) and only rank 0 writes.
+"""
+import torch
+
+from . import distributed
+from .budget import checkpoint_path, sizes
+from .distill import distill_rounds
+from .fid import image_fid, image_fid_floor
+from .images import image_set
+from .recipes import image_teacher
+from .sampling import ddim_sample
+from .schedules import CosineSchedule
+
+
+def fetch(name):
+    """Make sure image set ``name`` is on disk: rank 0 downloads it (train and test split)
+    while the other ranks wait, so that no two processes write the same file."""
+    if distributed.is_main():
+        image_set(name, "train"), image_set(name, "test")
+    distributed.barrier()
+
+
+def teacher(name, budget_name, seed=0, progress=True):
+    """The image teacher on set ``name`` at the budget: trained, resumed or loaded.
+    Returns (net, x_train) as ``recipes.image_teacher``."""
+    fetch(name)
+    return image_teacher(name, seed=seed, progress=progress, budget_name=budget_name)
+
+
+def students(name, budget_name, start_steps, end_steps, iters_per_round, seed=0, checkpoint_every=500,
+             progress=True):
+    """Progressive distillation (Salimans & Ho, 2022) of the image teacher from ``start_steps``
+    to ``end_steps`` DDIM steps, ``iters_per_round`` iterations per round, with the batch size
+    and learning rate of the budget's 'digits_distill' sizes. A generator: yields
+    (student, record) after each round (see ``distill.distill_rounds``); finished rounds load,
+    an interrupted one resumes from its last checkpoint."""
+    cfg = sizes("digits_distill", budget_name)
+    net, x = teacher(name, budget_name, seed, progress)
+    yield from distill_rounds(net, x, CosineSchedule(), start_steps, end_steps, iters_per_round, seed=seed,
+                              lr=cfg["lr"], batch_size=cfg["batch_size"], resume=True, progress=progress,
+                              checkpoint_every=checkpoint_every,
+                              checkpoint=checkpoint_path(f"{name}_distill_v", budget_name))
+
+
+@torch.no_grad()
+def evaluate(networks, name, n, floor_repeats=5, seed=0):
+    """FID of each network's DDIM samples against the test split of ``name``.
+
+    ``networks`` maps a row label to (network, steps); each row draws ``n`` samples with
+    ``steps`` DDIM steps (noise seeded with ``seed``). Returns (rows, floor): rows is a list
+    of dicts {'label', 'steps', 'fid'} and floor the data-vs-data (mean, std) at the same n,
+    the FID a perfect model would score."""
+    sched, rows = CosineSchedule(), []
+    for label, (net, steps) in networks.items():
+        samples = ddim_sample(net, sched, n=n, steps=steps, seed=seed, progress=False).cpu()
+        rows.append({"label": label, "steps": steps, "fid": image_fid(samples, name)})
+    return rows, image_fid_floor(n, name, repeats=floor_repeats, seed=seed)
+
+
+def table(rows, floor):
+    """The rows of ``evaluate`` as a printable table, with FID / floor."""
+    lines = [f"{'sampler':<28} {'steps':>5} {'FID':>9} {'FID/floor':>10}"]
+    lines += [f"{r['label']:<28} {r['steps']:>5} {r['fid']:9.2f} {r['fid'] / floor[0]:9.2f}x" for r in rows]
+    lines.append(f"{'floor (data vs data)':<28} {'':>5} {floor[0]:9.2f}  +- {floor[1]:.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,346 @@
+"""Timing samplers: where the milliseconds go.
+
+The unit of cost of a diffusion sampler is the number of function evaluations
+(NFE): an N-step DDIM sampler calls the network N times. If nothing but the
+network cost time, an N-step sampler would take N times as long as a 1-step one,
+and a student distilled to 1 step (Salimans & Ho, 2022) would be exactly
+``teacher_steps`` times faster than its teacher. The functions here measure how
+close real samplers come to that:
+
+    latency(N) ~ overhead + N * (network + per-step bookkeeping)
+
+- ``time_fn`` / ``time_fns``: median and spread of repeated calls, after warm-up,
+  with CUDA synchronisation before every clock reading when asked;
+- ``sampler_latency``: one row (ms per batch, ms per sample, samples per second)
+  for a DDIM sampler at a given step count, batch size, thread count, precision;
+- ``sweep``: rows over step counts, batch sizes and thread counts;
+- ``nfe_speedup_table``: measured speedup over the full-step teacher beside the
+  NFE ratio;
+- ``diffusers_ddim_loop`` / ``compare_with_diffusers``: the same network driven by
+  diffusers' ``DDIMScheduler``, to check that pdlearn's loop adds no overhead;
+- ``gpu_variants``: autocast (fp16 / bf16) and ``torch.compile`` rows, on a GPU only.
+
+Timings on a shared machine move by 1.5x between runs: compare rows measured in
+one call (``time_fns`` interleaves its functions), and read ratios, not absolutes.
+"""
+import contextlib
+import itertools
+import math
+import statistics
+import time
+
+import torch
+
+from .sampling import NoiseSource, ddim_sample
+from .schedules import LinearBetaSchedule, check_steps
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+MIN_S = 0.05  # a sampling call shorter than this is timed over several back-to-back calls
+
+
+def _check_counts(repeats, warmup):
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer (how many timed calls), got {repeats!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0 (untimed calls before timing), got {warmup!r}")
+
+
+def _sync_fn(sync):
+    """sync=True: ``torch.cuda.synchronize``; a callable: itself; False / None: nothing."""
+    if sync is True:
+        return torch.cuda.synchronize
+    if callable(sync):
+        return sync
+    if sync in (False, None):
+        return lambda: None
+    raise ValueError(f"sync must be True, False or a callable, got {sync!r}")
+
+
+def _summary(times):
+    """Median and spread (interquartile range) of a list of seconds."""
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else (times[0],) * 3
+    return dict(median_s=statistics.median(times), spread_s=q3 - q1, min_s=min(times), times=list(times))
+
+
+def _timed(fn, sync, number=1):
+    """Seconds per call of ``number`` back-to-back calls, the clock read after synchronising."""
+    sync()
+    began = time.perf_counter()
+    for _ in range(number):
+        fn()
+    sync()
+    return (time.perf_counter() - began) / number
+
+
+def time_fns(fns, repeats=5, warmup=1, sync=False, min_s=0.0, progress=False):
+    """Time several functions interleaved: each repeat times every function once, in order.
+
+    Interleaving exposes all of them to the same slow moments of a shared machine, so
+    their ratios are steadier than those of back-to-back runs. GPU kernels run
+    asynchronously: with ``sync=True`` the clock is read only after
+    ``torch.cuda.synchronize()``, otherwise it would time the launches, not the work.
+    With ``min_s`` > 0 each timing covers ``number`` back-to-back calls, enough to last
+    ``min_s`` seconds (found by doubling, as ``timeit``'s autorange does), and is divided
+    by ``number``: a clock reading of a fraction of a millisecond is mostly noise. ``progress`` (True or a description) shows a bar over the
+    repeats. Returns {name: {'median_s', 'spread_s' (interquartile range), 'min_s', 'times',
+    'number'}}, times in seconds per call.
+    """
+    _check_counts(repeats, warmup)
+    sync = _sync_fn(sync)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    numbers = {name: _calls_lasting(fn, sync, min_s) for name, fn in fns.items()}
+    times = {name: [] for name in fns}
+    for _ in _bar(range(repeats), progress):
+        for name, fn in fns.items():
+            times[name].append(_timed(fn, sync, numbers[name]))
+    return {name: dict(_summary(ts), number=numbers[name]) for name, ts in times.items()}
+
+
+def _calls_lasting(fn, sync, min_s):
+    """The smallest number of back-to-back calls, 1, 2, 4, ..., that lasts at least min_s seconds."""
+    number = 1
+    while min_s > 0 and _timed(fn, sync, number) * number < min_s:
+        number *= 2
+    return number
+
+
+def _bar(iterable, progress):
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=progress if isinstance(progress, str) else "timing", leave=False)
+
+
+def paired_ratio(a, b):
+    """Median over repeats of a's time / b's time, for two timings of one ``time_fns`` call.
+
+    Each repeat timed both back to back, so a busy moment slows both and largely cancels
+    in their ratio: steadier than the ratio of the two medians."""
+    return statistics.median(x / y for x, y in zip(a["times"], b["times"]))
+
+
+def time_fn(fn, repeats=5, warmup=1, sync=False, min_s=0.0):
+    """Median and spread of ``repeats`` timed calls of ``fn()`` after ``warmup`` calls that are
+    not counted (see ``time_fns``): {'median_s', 'spread_s', 'min_s', 'times', 'number'}."""
+    return time_fns({"fn": fn}, repeats, warmup, sync, min_s)["fn"]
+
+
+@contextlib.contextmanager
+def num_threads(threads):
+    """Run the block with ``torch.set_num_threads(threads)`` (None: leave it), then restore."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _device(net):
+    params = list(net.parameters())
+    return params[0].device if params else torch.device("cpu")
+
+
+def start_noise(net, batch_size, seed=0):
+    """z_1 for ``batch_size`` samples of ``net.sample_shape`` on the network's device (per-sample seeded)."""
+    return NoiseSource(batch_size, net.sample_shape, seed=seed, device=_device(net)).randn()
+
+
+def _sampler_fn(net, sched, steps, z, sampler="pdlearn", precision="fp32", model_kwargs=None):
+    """A no-argument function that runs one sampling call: the thing that is timed."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    if sampler == "pdlearn":
+        run = lambda: ddim_sample(net, sched, z=z, steps=steps, model_kwargs=model_kwargs)  # noqa: E731
+    elif sampler == "diffusers":
+        scheduler = diffusers_scheduler(sched, steps, net.prediction)  # built once, like a pipeline's
+        run = lambda: diffusers_ddim_loop(net, sched, steps, z, scheduler, model_kwargs)  # noqa: E731
+    else:
+        raise ValueError(f"sampler must be 'pdlearn' or 'diffusers', got {sampler!r}")
+    if PRECISIONS[precision] is None:
+        return run
+    return lambda: _autocast(run, z.device.type, PRECISIONS[precision])
+
+
+def _autocast(run, device_type, dtype):
+    with torch.autocast(device_type, dtype=dtype):
+        return run()
+
+
+def _row(sampler, steps, batch_size, threads, device, precision, compiled, timing, repeats):
+    ms = timing["median_s"] * 1e3
+    return dict(sampler=sampler, steps=steps, nfe=steps, batch_size=batch_size, threads=threads,
+                device=str(device), precision=precision, compiled=compiled, median_ms=ms,
+                spread_ms=timing["spread_s"] * 1e3, ms_per_sample=ms / batch_size,
+                samples_per_s=batch_size / timing["median_s"], repeats=repeats)
+
+
+def sampler_latency(net, sched, steps, batch_size, repeats=5, warmup=1, sampler="pdlearn", threads=None,
+                    precision="fp32", compile=False, seed=0, model_kwargs=None, min_s=MIN_S):
+    """Latency of one DDIM sampling call of ``batch_size`` samples in ``steps`` steps (NFE = steps).
+
+    z_1 is drawn once, outside the clock; each timed call runs the whole loop from it.
+    ``sampler``: 'pdlearn' (``ddim_sample``) or 'diffusers' (``diffusers_ddim_loop``);
+    ``threads``: torch's intra-op threads during the measurement; ``precision``: 'fp32',
+    or 'fp16' / 'bf16' under ``torch.autocast``; ``compile``: wrap the network in
+    ``torch.compile`` (the warm-up calls pay for compilation). On CUDA the clock is read
+    after synchronising; calls shorter than ``min_s`` are timed over several back-to-back
+    calls (``time_fns``). Returns a dict: sampler, steps, nfe, batch_size, threads, device,
+    precision, compiled, median_ms, spread_ms, ms_per_sample, samples_per_s, repeats.
+    """
+    check_steps(steps)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    device = _device(net)
+    z = start_noise(net, batch_size, seed)
+    model = torch.compile(net) if compile else net
+    run = _sampler_fn(model, sched, steps, z, sampler, precision, model_kwargs)
+    with num_threads(threads):
+        timing = time_fn(run, repeats, warmup, sync=device.type == "cuda", min_s=min_s)
+        used = torch.get_num_threads()
+    return _row(sampler, steps, batch_size, used, device, precision, bool(compile), timing, repeats)
+
+
+def sweep(net, sched, steps=(1, 4, 16, 64), batch_sizes=(1, 256), threads=(None,), repeats=5, warmup=1,
+          progress=True, **kwargs):
+    """``sampler_latency`` over every combination of steps, batch sizes and thread counts: a list of rows."""
+    combos = itertools.product(threads, batch_sizes, steps)
+    total = len(threads) * len(batch_sizes) * len(steps)
+    return [sampler_latency(net, sched, n, b, repeats, warmup, threads=k, **kwargs)
+            for k, b, n in _bar(list(combos), progress and f"latency sweep ({total} settings)")]
+
+
+def nfe_speedup_table(net, sched, steps=(256, 64, 16, 4, 1), batch_size=256, repeats=5, warmup=1, threads=None,
+                      seed=0, progress=True, model_kwargs=None, min_s=MIN_S):
+    """Measured speedup over the full-step teacher beside the NFE ratio.
+
+    The teacher is the largest step count N_T; for each N the rows give
+    speedup = latency(N_T) / latency(N) (``paired_ratio``), nfe_ratio = N_T / N and
+    efficiency = speedup / nfe_ratio (1: only the network costs time; below 1: fixed
+    per-call costs, such as Python, set-up and the first noise draw, weigh more when the
+    network runs fewer times). The step counts are timed interleaved in one run. Timing
+    does not depend on the weights, so ``net`` can stand in for every student of the same
+    architecture.
+    """
+    steps = sorted({check_steps(n) for n in steps}, reverse=True)
+    z = start_noise(net, batch_size, seed)
+    fns = {n: _sampler_fn(net, sched, n, z, model_kwargs=model_kwargs) for n in steps}
+    with num_threads(threads):
+        timings = time_fns(fns, repeats, warmup, sync=_device(net).type == "cuda", min_s=min_s,
+                           progress=progress and f"batch {batch_size}: {len(steps)} step counts, repeats")
+    teacher_steps, rows = steps[0], []
+    for n in steps:
+        speedup = paired_ratio(timings[teacher_steps], timings[n])
+        rows.append(dict(steps=n, batch_size=batch_size, median_ms=timings[n]["median_s"] * 1e3,
+                         spread_ms=timings[n]["spread_s"] * 1e3, speedup=speedup, nfe_ratio=teacher_steps / n,
+                         efficiency=speedup / (teacher_steps / n)))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------
+# The peer: diffusers' DDIMScheduler driving the same network
+# ----------------------------------------------------------------------------------------
+
+DIFFUSERS_PREDICTION = {"eps": "epsilon", "x": "sample", "v": "v_prediction"}
+
+
+def diffusers_scheduler(sched, steps, prediction="v"):
+    """A diffusers ``DDIMScheduler`` that takes the same steps as ``ddim_sample(..., steps)``.
+
+    Timestep convention (as in the book's reference test): diffusers' training timestep
+    tau = 0..T-1 is pdlearn's time t = (tau + 1) / T, and ``alphas_cumprod[tau]`` is
+    alpha_t^2 of ``sched`` there. With 'trailing' spacing and T a multiple of ``steps``,
+    diffusers' timesteps are pdlearn's uniform grid t_k = k / N, and ``set_alpha_to_one``
+    is the last step to t = 0. T is the schedule's own (``LinearBetaSchedule.T``) or,
+    for a continuous schedule, the multiple of ``steps`` nearest above 1000.
+    diffusers is optional: ``pip install diffusers``.
+    """
+    try:
+        from diffusers import DDIMScheduler
+    except ImportError as err:
+        raise ImportError("the diffusers comparison needs diffusers: pip install diffusers") from err
+    steps = check_steps(steps)
+    T = sched.T if isinstance(sched, LinearBetaSchedule) else steps * math.ceil(1000 / steps)
+    if T % steps:
+        raise ValueError(f"diffusers' trailing timesteps match pdlearn's grid only when T = {T} is a multiple of "
+                         f"steps = {steps}; use a step count that divides {T}")
+    if prediction not in DIFFUSERS_PREDICTION:
+        raise ValueError(f"prediction must be one of {tuple(DIFFUSERS_PREDICTION)}, got {prediction!r}")
+    alpha, _ = sched.alpha_sigma(torch.arange(1, T + 1, dtype=torch.float64) / T)
+    if prediction == "eps" and alpha[-1] <= 0:
+        raise ValueError("an eps-prediction network has no x_hat at alpha_1 = 0 (the cosine schedule's t = 1): "
+                         "use a v- or x-prediction network, or LinearBetaSchedule()")
+    ref = DDIMScheduler(num_train_timesteps=T, clip_sample=False, set_alpha_to_one=True,
+                        timestep_spacing="trailing", prediction_type=DIFFUSERS_PREDICTION[prediction])
+    ref.alphas_cumprod = alpha**2
+    ref.final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64)
+    return ref
+
+
+@torch.no_grad()
+def diffusers_ddim_loop(net, sched, steps, z, scheduler=None, model_kwargs=None):
+    """Deterministic DDIM from z_1 = ``z`` with diffusers' ``DDIMScheduler.step`` (eta = 0):
+
+        for tau in scheduler.timesteps:  z = scheduler.step(net(z, (tau + 1) / T), tau, z).prev_sample
+
+    The same sampler as ``ddim_sample(net, sched, z=z, steps=steps)`` (the samples agree to
+    float tolerance), driven by another library's loop: timing both compares the loops.
+    ``scheduler`` defaults to ``diffusers_scheduler(sched, steps, net.prediction)``.
+    """
+    scheduler = scheduler or diffusers_scheduler(sched, steps, net.prediction)
+    T = scheduler.config.num_train_timesteps
+    kw = model_kwargs or {}
+    scheduler.set_timesteps(steps)
+    for tau in scheduler.timesteps:
+        t = torch.full((z.shape[0],), (int(tau) + 1) / T, dtype=z.dtype, device=z.device)
+        z = scheduler.step(net(z, t, **kw), tau, z).prev_sample
+    return z
+
+
+def compare_with_diffusers(net, sched, steps, batch_size, repeats=5, warmup=1, threads=None, seed=0, min_s=MIN_S):
+    """pdlearn's ``ddim_sample`` and ``diffusers_ddim_loop`` on the same network and noise, timed interleaved.
+
+    Returns {'steps', 'batch_size', 'pdlearn_ms', 'diffusers_ms' (medians), 'ratio' (pdlearn /
+    diffusers, ``paired_ratio``: at most 1 means pdlearn's loop is no slower), 'max_abs_diff'
+    (between the two samples)}.
+    """
+    z = start_noise(net, batch_size, seed)
+    fns = {name: _sampler_fn(net, sched, steps, z, name) for name in ("pdlearn", "diffusers")}
+    diff = float((fns["pdlearn"]() - fns["diffusers"]()).abs().max())
+    with num_threads(threads):
+        timing = time_fns(fns, repeats, warmup, sync=_device(net).type == "cuda", min_s=min_s)
+    ours, theirs = timing["pdlearn"], timing["diffusers"]
+    return dict(steps=steps, batch_size=batch_size, pdlearn_ms=ours["median_s"] * 1e3,
+                diffusers_ms=theirs["median_s"] * 1e3, ratio=paired_ratio(ours, theirs), max_abs_diff=diff)
+
+
+# ----------------------------------------------------------------------------------------
+# On a GPU: half precision and compilation
+# ----------------------------------------------------------------------------------------
+
+def gpu_variants(net, sched, steps, batch_size, repeats=5, warmup=2, seed=0):
+    """Rows of ``sampler_latency`` for fp32, autocast fp16, autocast bf16 and ``torch.compile`` (fp32)
+    on the network's CUDA device. On a CPU it prints a note and returns [] (no numbers are made up)."""
+    if _device(net).type != "cuda":
+        print("gpu_variants: the network is not on a CUDA device; autocast and torch.compile rows are measured "
+              "on a GPU only (run with the gpu budget on a GPU machine).")
+        return []
+    variants = [dict(precision="fp32"), dict(precision="fp16"), dict(precision="bf16"),
+                dict(precision="fp32", compile=True)]
+    return [sampler_latency(net, sched, steps, batch_size, repeats, warmup, seed=seed, **v) for v in variants]
+
+
+def table(rows, columns, formats=None):
+    """Rows (dicts) as a Markdown table of the given columns; ``formats`` maps a column to a format spec."""
+    formats = formats or {}
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---:|" * len(columns)]
+    for row in rows:
+        cells = [format(row[c], formats.get(c, "")) if row[c] is not None else "" for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
