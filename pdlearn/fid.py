@@ -70,17 +70,38 @@ def digits_fid(x, reference=None):
     return fid_from_features(digits_features(x), digits_features(reference))
 
 
-def digits_fid_floor(n, repeats=5, seed=0):
+def draw_indices(n, labels, generator, balanced=False):
+    """n indices drawn without replacement: at random, or (``balanced``) with the class counts
+    of the labels i mod C, i < n, that class-conditional samples are drawn with."""
+    if not balanced:
+        return torch.randperm(len(labels), generator=generator)[:n]
+    classes = int(labels.max()) + 1
+    counts = torch.bincount(torch.arange(n) % classes, minlength=classes)
+    picked = []
+    for c in range(classes):
+        members = torch.nonzero(labels == c).flatten()
+        if len(members) < counts[c]:
+            raise ValueError(f"a balanced draw of n={n} needs {int(counts[c])} images of class {c}, "
+                             f"the training split has {len(members)}; use a smaller n")
+        picked.append(members[torch.randperm(len(members), generator=generator)[:counts[c]]])
+    return torch.cat(picked)
+
+
+def digits_fid_floor(n, repeats=5, seed=0, balanced=False):
     """The data-vs-data floor of ``digits_fid`` at sample size n: (mean, std) over
     ``repeats`` draws of n training digits (without replacement), each scored against
-    the held-out digits exactly as model samples are. A perfect model scores about this."""
-    train = digits("train")
+    the held-out digits exactly as model samples are. A perfect model scores about this.
+
+    ``balanced=True`` draws the same number of digits of every class (as many as labels
+    i mod 10 give): the floor for class-conditional samples drawn that way, which is lower,
+    since a random draw adds the chance fluctuation of its class mix."""
+    train, labels = digits("train", return_labels=True)
     if not 2 <= n <= train.shape[0]:
         raise ValueError(f"n must be between 2 and {train.shape[0]} (the training digits), got {n}")
     ref = digits_features(digits("test"))
     feats = digits_features(train)
     g = torch.Generator().manual_seed(seed)
-    values = torch.tensor([fid_from_features(feats[torch.randperm(train.shape[0], generator=g)[:n]], ref)
+    values = torch.tensor([fid_from_features(feats[draw_indices(n, labels, g, balanced)], ref)
                            for _ in range(repeats)], dtype=torch.float64)
     return float(values.mean()), float(values.std()) if repeats > 1 else 0.0
 
@@ -169,14 +190,15 @@ def image_fid(x, name="digits"):
     return inception_fid(x, image_set(name, "test"))
 
 
-def image_fid_floor(n, name="digits", repeats=5, seed=0):
+def image_fid_floor(n, name="digits", repeats=5, seed=0, balanced=False):
     """The data-vs-data floor of ``image_fid`` at sample size n: (mean, std) over ``repeats``
-    draws of n training images scored against the test split, as samples are."""
+    draws of n training images scored against the test split, as samples are (``balanced``:
+    equal class counts, as in ``digits_fid_floor``)."""
     if name == "digits":
-        return digits_fid_floor(n, repeats, seed)
-    train, test = image_set(name, "train"), image_set(name, "test")
+        return digits_fid_floor(n, repeats, seed, balanced)
+    (train, labels), test = image_set(name, "train", return_labels=True), image_set(name, "test")
     g = torch.Generator().manual_seed(seed)
-    values = torch.tensor([inception_fid(train[torch.randperm(train.shape[0], generator=g)[:n]], test)
+    values = torch.tensor([inception_fid(train[draw_indices(n, labels, g, balanced)], test)
                            for _ in range(repeats)], dtype=torch.float64)
     return float(values.mean()), float(values.std()) if repeats > 1 else 0.0
 
