@@ -188,6 +188,27 @@ def animate_reverse(traj, frames=30, lim=LIM, size=3.2, data=None, interval=120,
 # Chapter 2: DDIM (quality against steps, ODE paths, inversion, sampler grids)
 # ----------------------------------------------------------------------------------------
 
+def _floor_band(ax, curves, floor):
+    """Draw the data floor (mean, std) as a grey band from mean - 2 std to mean + 2 std; return
+    the bottom of the log axis: a fifth of the band's top, or half the smallest positive value."""
+    values = np.concatenate([np.asarray(v, dtype=np.float64) for v in curves])
+    top = floor[0] + 2 * floor[1] if floor is not None else None
+    bottom = top / 5 if top is not None and top > 0 else max(values[values > 0].min() / 2, 1e-12)
+    if floor is not None:
+        ax.axhspan(max(bottom, floor[0] - 2 * floor[1]), top, color="0.85", label="data floor (mean ± 2 sd)")
+    return bottom
+
+
+def _finish_quality(fig, ax, xlabel, ylabel, title):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def quality_vs_steps(steps, curves, floor=None, ylabel="squared MMD", ax=None, title=None):
     """A sample-quality metric against the number of sampling steps, one line per sampler.
 
@@ -200,11 +221,7 @@ def quality_vs_steps(steps, curves, floor=None, ylabel="squared MMD", ax=None, t
         fig, ax = plt.subplots(figsize=(4.8, 3.4), dpi=DPI)
     else:
         fig = ax.figure
-    values = np.concatenate([np.asarray(v, dtype=np.float64) for v in curves.values()])
-    top = floor[0] + 2 * floor[1] if floor is not None else None
-    bottom = (top / 5 if top is not None and top > 0 else max(values[values > 0].min() / 2, 1e-12))
-    if floor is not None:
-        ax.axhspan(max(bottom, floor[0] - 2 * floor[1]), top, color="0.85", label="data floor (mean ± 2 sd)")
+    bottom = _floor_band(ax, [v for v in curves.values()], floor)
     markers = "osD^v<>"
     for i, (name, v) in enumerate(curves.items()):  # open markers shrinking line by line: equal curves stay visible
         ax.plot(steps, np.maximum(np.asarray(v, dtype=np.float64), bottom), marker=markers[i % len(markers)],
@@ -215,13 +232,7 @@ def quality_vs_steps(steps, curves, floor=None, ylabel="squared MMD", ax=None, t
     ax.set_xticks(steps)
     ax.set_xticklabels([str(s) for s in steps])
     ax.minorticks_off()
-    ax.set_xlabel("sampling steps")
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish_quality(fig, ax, "sampling steps", ylabel, title)
 
 
 def ode_paths(fine, coarse=None, n_paths=10, data=None, lim=LIM, size=3.6):
@@ -464,11 +475,7 @@ def quality_vs_cost(curves, floor=None, xlabel="cost", ylabel="squared MMD", ax=
         fig, ax = plt.subplots(figsize=(4.8, 3.4), dpi=DPI)
     else:
         fig = ax.figure
-    values = np.concatenate([np.asarray(v, dtype=np.float64) for _, v in curves.values()])
-    top = floor[0] + 2 * floor[1] if floor is not None else None
-    bottom = top / 5 if top is not None and top > 0 else max(values[values > 0].min() / 2, 1e-12)
-    if floor is not None:
-        ax.axhspan(bottom, top, color="0.85", label="data floor (mean + 2 sd)")
+    bottom = _floor_band(ax, [v for _, v in curves.values()], floor)
     markers = "osD^v<>"
     for i, (name, (c, v)) in enumerate(curves.items()):
         ax.plot(c, np.maximum(np.asarray(v, dtype=np.float64), bottom), marker=markers[i % len(markers)], mfc="none",
@@ -476,13 +483,7 @@ def quality_vs_cost(curves, floor=None, xlabel="cost", ylabel="squared MMD", ax=
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(bottom=bottom * 0.9)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish_quality(fig, ax, xlabel, ylabel, title)
 
 
 def image_table(rows, nrow=None, size=1.6):
