@@ -147,3 +147,22 @@ def test_distill_under_torchrun_with_two_processes(teacher_dir, tmp_path):
     assert "rank 0 of 2 (gloo, cpu)" in done.stdout and done.stdout.count("pdlearn distill") == 1  # rank 0 prints
     files = rounds(folder)
     assert len(files) == 2 and all(len(load_checkpoint(f)["rngs"]) == 2 for f in files)
+
+
+def test_the_mnist_protocol_runs_on_files_in_the_mnist_format(tmp_path, monkeypatch, capsys):
+    """The gpu budget's data path (28 x 28 IDX files, a UNet sized by the image) end to end,
+    on a tiny MNIST written here in its original format; no network."""
+    from test_images import write_idx_set
+
+    monkeypatch.setenv("PDLEARN_DATA", str(tmp_path / "data"))
+    write_idx_set(tmp_path / "data" / "mnist", n_train=48, n_test=8)
+    folder = tmp_path / "ckpt"
+    assert cli(folder, "distill", "--data", "mnist", "--start-steps", "4", "--iters-per-round", "3") == 0
+    assert "mnist" in capsys.readouterr().out
+    found = sorted(glob.glob(os.path.join(folder, "mnist_distill_v-smoke-*-round*.pt")))
+    assert len(found) == 2 and glob.glob(os.path.join(folder, "mnist_teacher_v_seed0_*"))  # 4 -> 2 -> 1 steps
+    monkeypatch.setenv("PDLEARN_CHECKPOINTS", str(folder))
+    teacher, x = pdlearn.recipes.image_teacher("mnist", budget_name="smoke", progress=False)  # loaded
+    assert x.shape == (48, 1, 28, 28) and tuple(teacher.sample_shape) == (1, 28, 28)
+    student = load_checkpoint(found[-1])["model"]  # the 1-step student has the teacher's architecture
+    assert {k: v.shape for k, v in student.items()} == {k: v.shape for k, v in teacher.state_dict().items()}
