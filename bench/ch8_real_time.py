@@ -18,11 +18,14 @@ between runs: read the ratios, which are measured within one run.
     PDLEARN_BUDGET=cpu OMP_NUM_THREADS=1 python bench/ch8_real_time.py [--nets 2d digits]
 """
 import argparse
+import os
 
 import torch
 
 import pdlearn as pdl
 from pdlearn import speed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def networks(names):
@@ -75,6 +78,7 @@ def gpu_table(name, net, sched, cfg):
 
 
 def main():
+    os.environ.setdefault("PDLEARN_CHECKPOINTS", os.path.join(ROOT, "book", "checkpoints"))  # the book's networks
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", nargs="+", default=["2d", "digits"], choices=["2d", "digits"])
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """The image protocol of chapters 5 and 6, as the command line (``python -m pdlearn``) runs it.
 
     teacher   the UNet teacher of ``recipes.image_teacher`` (sizes 'digits_teacher')
-    students  progressive distillation of that teacher, round by round (``distill.distill_rounds``,
+    students  progressive distillation of that teacher, round by round (``recipes.image_student_rounds``,
               sizes 'digits_distill'), N -> N/2 -> ... DDIM steps, one checkpoint per round
     evaluate  FID of samples against the held-out split, beside its data-vs-data floor
               (``fid.image_fid``, ``fid.image_fid_floor``; sizes 'images_eval')
@@ -17,11 +17,9 @@ goes data-parallel (see ``distributed``) and only rank 0 writes.
 import torch
 
 from . import distributed
-from .budget import checkpoint_path, sizes
-from .distill import distill_rounds
 from .fid import image_fid, image_fid_floor
 from .images import image_set
-from .recipes import image_teacher
+from .recipes import image_student_rounds, image_teacher
 from .sampling import ddim_sample
 from .schedules import CosineSchedule
 
@@ -44,16 +42,13 @@ def teacher(name, budget_name, seed=0, progress=True):
 def students(name, budget_name, start_steps, end_steps, iters_per_round, seed=0, checkpoint_every=500,
              progress=True):
     """Progressive distillation (Salimans & Ho, 2022) of the image teacher from ``start_steps``
-    to ``end_steps`` DDIM steps, ``iters_per_round`` iterations per round, with the batch size
-    and learning rate of the budget's 'digits_distill' sizes. A generator: yields
-    (student, record) after each round (see ``distill.distill_rounds``); finished rounds load,
-    an interrupted one resumes from its last checkpoint."""
-    cfg = sizes("digits_distill", budget_name)
-    net, x = teacher(name, budget_name, seed, progress)
-    yield from distill_rounds(net, x, CosineSchedule(), start_steps, end_steps, iters_per_round, seed=seed,
-                              lr=cfg["lr"], batch_size=cfg["batch_size"], resume=True, progress=progress,
-                              checkpoint_every=checkpoint_every,
-                              checkpoint=checkpoint_path(f"{name}_distill_v", budget_name))
+    to ``end_steps`` DDIM steps, ``iters_per_round`` iterations per round: a generator of
+    (student, record) after each round (``recipes.image_student_rounds``, the chapter's own
+    recipe); finished rounds load, an interrupted one resumes from its last checkpoint."""
+    fetch(name)
+    yield from image_student_rounds(name, seed=seed, progress=progress, budget_name=budget_name,
+                                    start_steps=start_steps, end_steps=end_steps, iters_per_round=iters_per_round,
+                                    checkpoint_every=checkpoint_every)
 
 
 @torch.no_grad()

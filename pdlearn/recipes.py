@@ -60,25 +60,36 @@ def image_teacher(name=None, prediction="v", conditional=False, p_uncond=0.1, se
     return net, x
 
 
-def image_students(name=None, prediction="v", seed=0, progress=True, budget_name=None):
-    """The image teacher distilled progressively, round by round (sizes 'digits_distill').
+def image_student_rounds(name=None, prediction="v", seed=0, progress=True, budget_name=None, start_steps=None,
+                         end_steps=None, iters_per_round=None, checkpoint_every=1000):
+    """The image teacher distilled progressively, as a generator of (student, record) per round.
 
     Distils ``image_teacher(name, prediction, seed)`` from ``start_steps`` DDIM steps down
-    to ``end_steps``, halving every round; each round is checkpointed, so a second call
-    loads them and an interrupted round resumes where it stopped.
-    Returns (students, history): a dict {steps: student network} and the per-round records
-    of ``distill_rounds`` (loss, wall time, whether the round was loaded).
+    to ``end_steps``, halving every round, with ``iters_per_round`` iterations each (all three
+    default to the budget's 'digits_distill' sizes; batch size and lr always come from them).
+    Each round is checkpointed (and every ``checkpoint_every`` iterations inside it), so a
+    second call loads the finished rounds and an interrupted round resumes where it stopped.
+    The command line (``python -m pdlearn distill``) runs this same generator.
     """
     from .distill import distill_rounds
 
     cfg = sizes("digits_distill", budget_name)
     teacher, x = image_teacher(name, prediction=prediction, seed=seed, progress=progress, budget_name=budget_name)
     name = name or sizes("digits_teacher", budget_name)["data"]
+    yield from distill_rounds(teacher, x, CosineSchedule(), start_steps or cfg["start_steps"],
+                              end_steps or cfg["end_steps"], iters_per_round or cfg["iters_per_round"], seed=seed,
+                              lr=cfg["lr"], batch_size=cfg["batch_size"], resume=True, progress=progress,
+                              checkpoint_every=checkpoint_every,
+                              checkpoint=checkpoint_path(f"{name}_distill_{prediction}", budget_name))
+
+
+def image_students(name=None, prediction="v", seed=0, progress=True, budget_name=None, **overrides):
+    """All rounds of ``image_student_rounds`` (sizes 'digits_distill'; ``overrides``: start_steps,
+    end_steps, iters_per_round, checkpoint_every). Returns (students, history): a dict
+    {steps: student network} and the per-round records of ``distill_rounds`` (loss, wall
+    time, whether the round was loaded)."""
     students, history = {}, []
-    for student, record in distill_rounds(teacher, x, CosineSchedule(), cfg["start_steps"], cfg["end_steps"],
-                                          cfg["iters_per_round"], seed=seed, lr=cfg["lr"],
-                                          batch_size=cfg["batch_size"], resume=True, progress=progress,
-                                          checkpoint=checkpoint_path(f"{name}_distill_{prediction}", budget_name)):
+    for student, record in image_student_rounds(name, prediction, seed, progress, budget_name, **overrides):
         students[record["steps"]] = student
         history.append(record)
     return students, history
