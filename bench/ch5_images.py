@@ -77,7 +77,7 @@ def evaluate(net, name, train, test, n, step_counts, floor):
         x = pdl.ddim_sample(net, pdl.CosineSchedule(), n=n, steps=steps, seed=0)
         seconds = time.perf_counter() - start
         fid = pdl.metrics.image_fid(x, name)
-        conf = pdl.metrics.confident_fraction(x)
+        conf = pdl.metrics.confident_fraction(x, name=name)
         copies = pdl.metrics.memorisation(x, train, test)["copy_fraction"]
         results[steps] = (fid, conf, copies)
         lines.append(row(f"DDIM {steps:>4} steps", fid, floor, conf, copies, seconds))
@@ -92,7 +92,7 @@ def main():
     os.environ.setdefault("PDLEARN_CHECKPOINTS", os.path.join(ROOT, "book", "checkpoints"))
     budget = pdl.budget()
     cfg, ev = pdl.sizes("digits_teacher"), pdl.sizes("images_eval")
-    name, n = cfg["data"], ev["n_eval"]
+    name, n = pdl.image_data(), ev["n_eval"]
     train, test = pdl.data.image_set(name, "train"), pdl.data.image_set(name, "test")
     print(f"budget {budget}, data {name} ({train.shape[0]} train / {test.shape[0]} held out), "
           f"torch threads {torch.get_num_threads()}")
@@ -113,7 +113,7 @@ def main():
     copier = train[torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(0))[:n]]
     copier_copies = pdl.metrics.memorisation(copier, train, test)["copy_fraction"]
     lines.append(row("training images (copier)", pdl.metrics.image_fid(copier, name), floor,
-                     pdl.metrics.confident_fraction(copier), copier_copies))
+                     pdl.metrics.confident_fraction(copier, name=name), copier_copies))
 
     print(f"\nn = {n} samples per row, seed 0; FID against the {test.shape[0]} held-out images; floor = "
           f"{ev['floor_repeats']} draws of {n} training images; copies = closer to a training image than 95% "
@@ -133,9 +133,9 @@ def main():
                                       batch_size=cfg["batch_size"], lr=cfg["lr"], progress=False)
             steps = max(ev["step_counts"])
             x = pdl.ddim_sample(net, pdl.CosineSchedule(), n=n, steps=steps, seed=0)
+            copies = pdl.metrics.memorisation(x, train, test)["copy_fraction"]
             print(row(f"{factor}x steps, DDIM {steps}", pdl.metrics.image_fid(x, name), floor,
-                      pdl.metrics.confident_fraction(x), pdl.metrics.memorisation(x, train, test)["copy_fraction"]),
-                  flush=True)
+                      pdl.metrics.confident_fraction(x, name=name), copies), flush=True)
 
     top = max(ev["step_counts"])
     fid, conf, _ = results[top]

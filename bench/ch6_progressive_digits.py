@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def scores(x, train, test, name):
     """(FID, confident fraction, copy fraction) of the images x."""
-    return (pdl.metrics.image_fid(x, name), pdl.metrics.confident_fraction(x),
+    return (pdl.metrics.image_fid(x, name), pdl.metrics.confident_fraction(x, name=name),
             pdl.metrics.memorisation(x, train, test)["copy_fraction"])
 
 
@@ -47,7 +47,7 @@ def main():
     os.environ.setdefault("PDLEARN_CHECKPOINTS", os.path.join(ROOT, "book", "checkpoints"))
     budget, sched = pdl.budget(), pdl.CosineSchedule()
     cfg, tcfg, ev = pdl.sizes("digits_distill"), pdl.sizes("digits_teacher"), pdl.sizes("images_eval")
-    name, n = tcfg["data"], ev["n_eval"]
+    name, n = pdl.image_data(), ev["n_eval"]
     train, test = pdl.data.image_set(name, "train"), pdl.data.image_set(name, "test")
     print(f"budget {budget}, data {name}, torch threads {torch.get_num_threads()}; distillation "
           f"{cfg['start_steps']} -> {cfg['end_steps']} steps, {cfg['iters_per_round']} iterations per round "

@@ -41,7 +41,7 @@ def main():
 
     n, big = cfg["n_eval"], cfg["teacher_steps_eval"]
     labels = torch.arange(n) % 10
-    data = pdl.sizes("digits_teacher")["data"]  # the embedded digits at smoke / cpu, MNIST at gpu
+    data = pdl.image_data()  # the embedded digits at smoke / cpu, MNIST at gpu; PDLEARN_IMAGES picks another
     floor, floor_std = pdl.metrics.image_fid_floor(n, data, repeats=cfg["floor_repeats"])
     floor_b, floor_b_std = pdl.metrics.image_fid_floor(n, data, repeats=cfg["floor_repeats"], balanced=True)
     guided = guidance.Guided(teacher)
@@ -53,7 +53,7 @@ def main():
         samplers.update({f"student {k}": (students[k], k) for k in cfg["student_steps"]})
         for key, (net, steps) in samplers.items():
             z = pdl.ddim_sample(net, sched, n=n, steps=steps, seed=SEED_EVAL, model_kwargs=kw).cpu()
-            table[w, key] = (pdl.metrics.class_accuracy(z, labels), pdl.metrics.image_fid(z, data))
+            table[w, key] = (pdl.metrics.class_accuracy(z, labels, name=data), pdl.metrics.image_fid(z, data))
     print(f"evaluation: {time.perf_counter() - began:.0f} s (shared machine)")
 
     keys = ["teacher"] + [f"student {k}" for k in cfg["student_steps"]]

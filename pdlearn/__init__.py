@@ -11,7 +11,7 @@ from . import distill, distributed
 from . import guidance
 from . import speed
 from . import viz, widgets
-from .budget import budget, checkpoint_path, device, sizes
+from .budget import budget, checkpoint_path, device, image_data, sizes
 from .distill import progressive_distill
 from .losses import diffusion_loss, q_sample
 from .parameterization import predict

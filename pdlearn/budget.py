@@ -8,6 +8,9 @@ counts, never code paths.
 - ``cpu``:   default without CUDA; minutes per chapter on a 2-core laptop, with
              genuinely good 2D and digits results.
 - ``gpu``:   default with CUDA; the full protocol for one Colab GPU.
+
+The image chapters read their data set from the budget too (``image_data()``),
+unless ``PDLEARN_IMAGES`` names another one.
 """
 import os
 
@@ -128,6 +131,13 @@ SIZES = {
         "gpu": dict(n_eval=5_000, step_counts=(1, 2, 4, 8, 16, 32, 64, 128, 256), floor_repeats=3, n_grid=64,
                     grid_steps=(1, 4, 16, 128), anim_steps=128, frames=30),
     },
+    # the classifier that judges image samples (confidence, class accuracy) of the sets that ship
+    # none: MNIST, Fashion-MNIST, CIFAR-10 (digits_classifier.image_classifier); the digits' is shipped
+    "image_classifier": {
+        "smoke": dict(steps=30, batch_size=64, lr=2e-3),
+        "cpu": dict(steps=3_000, batch_size=128, lr=2e-3),
+        "gpu": dict(steps=4_000, batch_size=128, lr=2e-3),
+    },
     # chapter 8: sampling speed (pdlearn.speed). step_counts start with the full-step teacher; the
     # digits UNet at cpu takes ~0.1 s per step at batch 256 on one core, so its table costs minutes
     "real_time": {
@@ -166,6 +176,21 @@ def sizes(name, budget_name=None):
     if name not in SIZES:
         raise KeyError(f"no sizes named {name!r}; known: {', '.join(sorted(SIZES))}")
     return dict(SIZES[name][budget_name or budget()])
+
+
+def image_data(budget_name=None):
+    """The image set of chapters 5 to 7 and of ``python -m pdlearn``: ``PDLEARN_IMAGES`` if set
+    ('digits', 'mnist', 'fashion_mnist' or 'cifar10'), else the budget's (the 'data' of
+    the 'digits_teacher' sizes: the embedded digits at smoke and cpu, MNIST at gpu)."""
+    from .images import IMAGE_SETS
+
+    name = os.environ.get("PDLEARN_IMAGES", "").strip().lower()
+    if not name:
+        return sizes("digits_teacher", budget_name)["data"]
+    if name not in IMAGE_SETS:
+        raise ValueError(f"PDLEARN_IMAGES={name!r} is not an image set; use one of {', '.join(IMAGE_SETS)} "
+                         "(for example: export PDLEARN_IMAGES=fashion_mnist)")
+    return name
 
 
 def device():

@@ -5,6 +5,12 @@ Trained on the digits 'train' split only by ``python -m pdlearn.digits_classifie
 which writes the shipped weights ``pdlearn/weights/digits_classifier.pt`` (about
 100 KB) with its accuracy on the 450 held-out 'test' images in the file's metadata
 (99.3% for the shipped weights; ``load_classifier().test_accuracy`` reads it).
+
+The same network, sized by the image, judges the samples of the other image sets
+(MNIST, Fashion-MNIST, CIFAR-10): ``image_classifier(name)`` trains it on the set's
+training split the first time it is asked for (sizes 'image_classifier', seconds on a
+GPU) and keeps it as a checkpoint, so that the gpu budget's tables have a confidence
+and a class-accuracy column too.
 """
 import os
 from functools import lru_cache
@@ -14,7 +20,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .images import digits
+from .budget import checkpoint_path, device, sizes
+from .images import digits, image_set
 
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "digits_classifier.pt")
 FORMAT = "pdlearn-digits-classifier-1"
@@ -22,17 +29,22 @@ FEATURES = 64
 
 
 class DigitsClassifier(nn.Module):
-    """x [n, 1, 8, 8] in [-1, 1] -> logits [n, 10]. ``features(x)`` is the 64-wide
-    penultimate layer (after its ReLU), the representation the digits FID compares."""
+    """x [n, C, H, H] in [-1, 1] -> logits [n, 10]; by default C = 1, H = 8 (the digits).
+    ``features(x)`` is the 64-wide penultimate layer (after its ReLU), the representation
+    the digits FID compares. H must be divisible by 4 (MNIST: 28, CIFAR-10: 32)."""
 
-    def __init__(self):
+    def __init__(self, in_channels=1, image_size=8):
         super().__init__()
+        if image_size % 4:
+            raise ValueError(f"the classifier halves the image twice: image_size must be divisible by 4, "
+                             f"got {image_size}")
+        self.input_shape = (in_channels, image_size, image_size)
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 8x8 -> 4x4
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 4x4 -> 2x2
+            nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # H -> H/2
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # H/2 -> H/4
         )
-        self.hidden = nn.Linear(32 * 2 * 2, FEATURES)
+        self.hidden = nn.Linear(32 * (image_size // 4) ** 2, FEATURES)
         self.drop = nn.Dropout(0.3)
         self.head = nn.Linear(FEATURES, 10)
 
@@ -44,67 +56,99 @@ class DigitsClassifier(nn.Module):
 
 
 def augment(x, gen):
-    """Shift each image by up to one pixel (padding with background) and add a little
-    noise, so the classifier also reads slightly off-centre or noisy generated digits."""
-    n = x.shape[0]
-    padded = F.pad(x, (1, 1, 1, 1), value=-1.0)
-    dx, dy = torch.randint(0, 3, (2, n), generator=gen)
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 8] for i in range(n)])
+    """Shift each image by up to H/8 pixels (one for the 8 x 8 digits; padding with
+    background) and add a little noise, so the classifier also reads slightly
+    off-centre or noisy generated images."""
+    n, size = x.shape[0], x.shape[-1]
+    pad = max(1, size // 8)
+    padded = F.pad(x, (pad, pad, pad, pad), value=-1.0)
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen)
+    out = torch.stack([padded[i, :, dy[i]:dy[i] + size, dx[i]:dx[i] + size] for i in range(n)])
     return out + 0.1 * torch.randn(out.shape, generator=gen)
 
 
 @torch.no_grad()
-def accuracy(net, x, y):
+def accuracy(net, x, y, batch_size=1024):
     """Fraction of images whose most probable class is the label."""
     net.eval()
-    return float((net(x).argmax(1) == y).float().mean())
+    at = next(net.parameters()).device
+    predicted = torch.cat([net(c.to(at)).argmax(1).cpu() for c in x.split(batch_size)])
+    return float((predicted == y).float().mean())
 
 
-def train_classifier(steps=3000, batch_size=128, lr=2e-3, seed=0, progress=True):
-    """Train a DigitsClassifier on the 'train' split (cross-entropy, AdamW, cosine decay).
-    Returns (net in eval mode, accuracy on the held-out 'test' split)."""
+@torch.enable_grad()  # also when first asked for inside a metric that runs under no_grad
+def train_classifier(steps=3000, batch_size=128, lr=2e-3, seed=0, progress=True, name="digits"):
+    """Train a DigitsClassifier, sized by the images, on the 'train' split of image set
+    ``name`` (cross-entropy on augmented images, AdamW, cosine decay), on ``device()``.
+    Returns (net in eval mode on the CPU, accuracy on the held-out 'test' split)."""
     from tqdm.auto import trange
 
-    x, y = digits("train", return_labels=True)
-    x_test, y_test = digits("test", return_labels=True)
+    x, y = image_set(name, "train", return_labels=True)
+    x_test, y_test = image_set(name, "test", return_labels=True)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    net = DigitsClassifier()
+    at = device()
+    net = DigitsClassifier(x.shape[1], x.shape[-1]).to(at)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     net.train()
-    for _ in trange(steps, desc="digits classifier", disable=not progress):
+    for _ in trange(steps, desc=f"{name} classifier", disable=not progress):
         idx = torch.randint(0, x.shape[0], (batch_size,), generator=gen)
-        loss = F.cross_entropy(net(augment(x[idx], gen)), y[idx])
+        loss = F.cross_entropy(net(augment(x[idx], gen).to(at)), y[idx].to(at))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-    net.eval()
+    net = net.cpu().eval()
     return net, accuracy(net, x_test, y_test)
 
 
-def save_classifier(net, test_accuracy, path=WEIGHTS):
-    """Write the weights (float32) and their held-out accuracy."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+def save_classifier(net, test_accuracy, path=WEIGHTS, name="digits"):
+    """Write the weights (float32), the input shape and their held-out accuracy on set ``name``."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
     torch.save({"format": FORMAT, "model": net.state_dict(), "test_accuracy": float(test_accuracy),
-                "train_split": "digits('train')", "test_split": "digits('test')"}, path)
+                "input_shape": list(net.input_shape), "image_set": name, "train_split": f"{name} 'train'",
+                "test_split": f"{name} 'test'"}, tmp)
+    os.replace(tmp, path)  # a job killed mid-write leaves no broken file
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def load_classifier(path=WEIGHTS):
-    """The shipped classifier (eval mode, gradients off), loaded with ``weights_only=True``;
-    ``.test_accuracy`` is its accuracy on the held-out digits."""
+    """The shipped classifier (eval mode, gradients off, on the CPU), or one written by
+    ``save_classifier`` at ``path``, loaded with ``weights_only=True``; ``.test_accuracy``
+    is its accuracy on the held-out split of its image set."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no digits classifier weights at {path}; train them with "
                                 "`python -m pdlearn.digits_classifier` (about a minute on a CPU)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a digits classifier file (format {FORMAT!r})")
-    net = DigitsClassifier()
+    channels, size, _ = state.get("input_shape", (1, 8, 8))
+    net = DigitsClassifier(channels, size)
     net.load_state_dict(state["model"])
     net.eval().requires_grad_(False)
-    net.test_accuracy = state["test_accuracy"]
+    net.test_accuracy, net.image_set = state["test_accuracy"], state.get("image_set", "digits")
+    return net
+
+
+def image_classifier(name="digits", progress=True, budget_name=None):
+    """The classifier that judges samples of image set ``name``: the shipped weights for
+    the digits; for MNIST, Fashion-MNIST and CIFAR-10 a DigitsClassifier sized by the
+    image, trained on the set's 'train' split the first time it is asked for (sizes
+    'image_classifier') and kept at ``checkpoint_path('<name>_classifier')``, so later
+    calls (and later chapters) load it. ``.test_accuracy`` is its held-out accuracy."""
+    if name == "digits":
+        return load_classifier()
+    cfg = sizes("image_classifier", budget_name)
+    path = checkpoint_path(f"{name}_classifier_{cfg['steps']}", budget_name)
+    if not os.path.exists(path):
+        net, acc = train_classifier(cfg["steps"], cfg["batch_size"], cfg["lr"], progress=progress, name=name)
+        save_classifier(net, acc, path, name)
+    net = load_classifier(os.path.abspath(path))
+    if net.image_set != name:
+        raise ValueError(f"{path} holds a classifier of {net.image_set}, not of {name}; delete it and it is "
+                         "trained afresh")
     return net
 
 

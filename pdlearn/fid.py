@@ -9,7 +9,7 @@ training set scores at the floor: ``memorisation`` tells the two apart.
 import torch
 
 from .data import as_data
-from .digits_classifier import load_classifier
+from .digits_classifier import image_classifier, load_classifier
 from .images import digits, image_set
 
 
@@ -106,31 +106,49 @@ def digits_fid_floor(n, repeats=5, seed=0, balanced=False):
     return float(values.mean()), float(values.std()) if repeats > 1 else 0.0
 
 
+def _judge(x, name):
+    """(images clamped to [-1, 1] on the CPU, the classifier of set ``name``) after checking
+    that x holds images of that set; name None means the digits."""
+    net = image_classifier(name or "digits")
+    x = as_data(x, "x", ndim=4)
+    if tuple(x.shape[1:]) != net.input_shape:
+        raise ValueError(f"x must be images of {name or 'digits'}, of shape [n, {', '.join(map(str, net.input_shape))}]"
+                         f", got {tuple(x.shape)}; pass name= the image set the samples imitate")
+    return x.detach().float().cpu().clamp(-1, 1), net
+
+
+def _readable(x, name):
+    """Whether a classifier reads x: any named set, or (name None) the 8 x 8 digits."""
+    return name is not None or tuple(x.shape[1:]) == (1, 8, 8)
+
+
 @torch.no_grad()
-def classifier_confidence(x, threshold=0.9):
-    """What the digits classifier makes of images x: a dict with 'confident' (fraction
-    whose top class probability exceeds ``threshold``), 'mean_confidence' (mean top
-    probability), 'labels' (predicted digit, long [n]) and 'counts' (images per digit, [10])."""
-    probs = torch.cat([load_classifier()(c).softmax(1) for c in _check_digits(x).split(1024)])
+def classifier_confidence(x, threshold=0.9, name=None):
+    """What the classifier of image set ``name`` (default: the shipped digits classifier;
+    see ``digits_classifier.image_classifier``) makes of images x: a dict with 'confident'
+    (fraction whose top class probability exceeds ``threshold``), 'mean_confidence' (mean
+    top probability), 'labels' (predicted class, long [n]) and 'counts' (images per class, [10])."""
+    x, net = _judge(x, name)
+    probs = torch.cat([net(c).softmax(1) for c in x.split(1024)])
     top, labels = probs.max(1)
     return {"confident": float((top > threshold).float().mean()), "mean_confidence": float(top.mean()),
             "labels": labels, "counts": torch.bincount(labels, minlength=10)}
 
 
 @torch.no_grad()
-def class_accuracy(x, labels):
-    """Fidelity of class-conditional digits: the fraction of images x [n, 1, 8, 8] whose most
-    probable class under the digits classifier is the label they were drawn for (long [n]).
-    NaN for images that are not 8 x 8 digits (no shipped classifier reads them), as
-    ``confident_fraction``."""
-    if tuple(x.shape[1:]) != (1, 8, 8):
+def class_accuracy(x, labels, name=None):
+    """Fidelity of class-conditional samples: the fraction of images x whose most probable
+    class under the classifier of image set ``name`` is the label they were drawn for
+    (long [n]). Without ``name``: the digits classifier for 8 x 8 digits, and NaN for other
+    images (pass name='mnist', say, to train and use that set's classifier)."""
+    if not _readable(x, name):
         return float("nan")
-    x = _check_digits(x)
+    x, net = _judge(x, name)
     labels = torch.as_tensor(labels).long().cpu()
     if labels.shape != (x.shape[0],):
         raise ValueError(f"labels must have one entry per image: got shape {tuple(labels.shape)} "
                          f"for {x.shape[0]} images")
-    predicted = torch.cat([load_classifier()(c).argmax(1) for c in x.split(1024)])
+    predicted = torch.cat([net(c).argmax(1) for c in x.split(1024)])
     return float((predicted == labels).float().mean())
 
 
@@ -203,9 +221,10 @@ def image_fid_floor(n, name="digits", repeats=5, seed=0, balanced=False):
     return float(values.mean()), float(values.std()) if repeats > 1 else 0.0
 
 
-def confident_fraction(x, threshold=0.9):
-    """Fraction of images the digits classifier assigns a class with probability above
-    ``threshold``; NaN for images that are not 8 x 8 digits (no shipped classifier reads them)."""
-    if tuple(x.shape[1:]) != (1, 8, 8):
+def confident_fraction(x, threshold=0.9, name=None):
+    """Fraction of images the classifier of image set ``name`` assigns a class with probability
+    above ``threshold``. Without ``name``: the digits classifier for 8 x 8 digits, and NaN for
+    other images (pass name='mnist', say, to train and use that set's classifier)."""
+    if not _readable(x, name):
         return float("nan")
-    return classifier_confidence(x, threshold)["confident"]
+    return classifier_confidence(x, threshold, name)["confident"]

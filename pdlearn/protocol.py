@@ -4,7 +4,8 @@
     students  progressive distillation of that teacher, round by round (``recipes.image_student_rounds``,
               sizes 'digits_distill'), N -> N/2 -> ... DDIM steps, one checkpoint per round
     evaluate  FID of samples against the held-out split, beside its data-vs-data floor
-              (``fid.image_fid``, ``fid.image_fid_floor``; sizes 'images_eval')
+              (``fid.image_fid``, ``fid.image_fid_floor``; sizes 'images_eval'), and the
+              fraction the set's classifier reads with confidence (``fid.confident_fraction``)
 
 Every stage resumes: the teacher from its checkpoint (written every 500 steps), the
 distillation from the last finished round and, inside a round, from its last
@@ -14,10 +15,12 @@ are those of ``recipes.image_students`` for the same settings, so chapter 6 load
 what a GPU job distilled. Under torchrun every rank runs the same calls; training
 goes data-parallel (see ``distributed``) and only rank 0 writes.
 """
+import math
+
 import torch
 
 from . import distributed
-from .fid import image_fid, image_fid_floor
+from .fid import confident_fraction, image_fid, image_fid_floor
 from .images import image_set
 from .recipes import image_student_rounds, image_teacher
 from .sampling import ddim_sample
@@ -53,22 +56,29 @@ def students(name, budget_name, start_steps, end_steps, iters_per_round, seed=0,
 
 @torch.no_grad()
 def evaluate(networks, name, n, floor_repeats=5, seed=0):
-    """FID of each network's DDIM samples against the test split of ``name``.
+    """FID and classifier confidence of each network's DDIM samples, against the test split of ``name``.
 
     ``networks`` maps a row label to (network, steps); each row draws ``n`` samples with
     ``steps`` DDIM steps (noise seeded with ``seed``). Returns (rows, floor): rows is a list
-    of dicts {'label', 'steps', 'fid'} and floor the data-vs-data (mean, std) at the same n,
-    the FID a perfect model would score."""
-    sched, rows = CosineSchedule(), []
+    of dicts {'label', 'steps', 'fid', 'confident'} and floor the data-vs-data (mean, std)
+    at the same n, the FID a perfect model would score. 'confident' is the fraction of
+    samples the set's classifier (``digits_classifier.image_classifier``) reads with
+    probability above 0.9; the first row is that of n held-out images, for reference."""
+    sched = CosineSchedule()
+    rows = [{"label": "held-out images", "steps": 0, "fid": float("nan"),
+             "confident": confident_fraction(image_set(name, "test")[:n], name=name)}]
     for label, (net, steps) in networks.items():
         samples = ddim_sample(net, sched, n=n, steps=steps, seed=seed, progress=False).cpu()
-        rows.append({"label": label, "steps": steps, "fid": image_fid(samples, name)})
+        rows.append({"label": label, "steps": steps, "fid": image_fid(samples, name),
+                     "confident": confident_fraction(samples, name=name)})
     return rows, image_fid_floor(n, name, repeats=floor_repeats, seed=seed)
 
 
 def table(rows, floor):
     """The rows of ``evaluate`` as a printable table, with FID / floor."""
-    lines = [f"{'sampler':<28} {'steps':>5} {'FID':>9} {'FID/floor':>10}"]
-    lines += [f"{r['label']:<28} {r['steps']:>5} {r['fid']:9.2f} {r['fid'] / floor[0]:9.2f}x" for r in rows]
+    lines = [f"{'sampler':<28} {'steps':>5} {'FID':>9} {'FID/floor':>10} {'p > 0.9':>8}"]
+    for r in rows:
+        fid = f"{'':>9} {'':>10}" if math.isnan(r["fid"]) else f"{r['fid']:9.2f} {r['fid'] / floor[0]:9.2f}x"
+        lines.append(f"{r['label']:<28} {r['steps'] or '':>5} {fid} {r['confident']:8.1%}")
     lines.append(f"{'floor (data vs data)':<28} {'':>5} {floor[0]:9.2f}  +- {floor[1]:.2f}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import hashlib
 import torch
 
 from . import data as data_mod
-from .budget import checkpoint_path, device, sizes
+from .budget import checkpoint_path, device, image_data, sizes
 from .models import MLPDenoiser, UNet
 from .schedules import CosineSchedule
 from .train import train_diffusion
@@ -37,15 +37,16 @@ def image_teacher(name=None, prediction="v", conditional=False, p_uncond=0.1, se
                   budget_name=None):
     """A UNet diffusion teacher for images at the current budget (sizes 'digits_teacher').
 
-    ``name`` defaults to the budget's data set: the embedded digits at smoke / cpu
-    (trained on the 'train' split only), MNIST at gpu ('mnist', 'fashion_mnist' and
-    'cifar10' download on first use). With ``conditional`` the UNet takes class labels
-    (null label with probability ``p_uncond``, for classifier-free guidance).
+    ``name`` defaults to ``image_data()``, the budget's data set unless ``PDLEARN_IMAGES``
+    names another: the embedded digits at smoke / cpu (trained on the 'train' split
+    only), MNIST at gpu ('mnist', 'fashion_mnist' and 'cifar10' download on first use).
+    With ``conditional`` the UNet takes class labels (null label with probability
+    ``p_uncond``, for classifier-free guidance).
     Returns (net, x_train): the EMA network (eval mode, on ``device()``, with
     ``.history``) and the training images [n, C, H, W] in [-1, 1].
     """
     cfg = sizes("digits_teacher", budget_name)
-    name = name or cfg["data"]
+    name = name or image_data(budget_name)
     x, y = data_mod.image_set(name, "train", return_labels=True)
     torch.manual_seed(seed)
     net = UNet(in_channels=x.shape[1], image_size=x.shape[-1], channels=cfg["channels"], ch_mult=cfg["ch_mult"],
@@ -75,7 +76,7 @@ def image_student_rounds(name=None, prediction="v", seed=0, progress=True, budge
 
     cfg = sizes("digits_distill", budget_name)
     teacher, x = image_teacher(name, prediction=prediction, seed=seed, progress=progress, budget_name=budget_name)
-    name = name or sizes("digits_teacher", budget_name)["data"]
+    name = name or image_data(budget_name)
     yield from distill_rounds(teacher, x, CosineSchedule(), start_steps or cfg["start_steps"],
                               end_steps or cfg["end_steps"], iters_per_round or cfg["iters_per_round"], seed=seed,
                               lr=cfg["lr"], batch_size=cfg["batch_size"], resume=True, progress=progress,
@@ -113,7 +114,7 @@ def guided_image_students(name=None, prediction="v", seed=0, progress=True, budg
     cfg = sizes("digits_guidance", budget_name)
     teacher, x = image_teacher(name, prediction=prediction, conditional=True, seed=seed, progress=progress,
                                budget_name=budget_name)
-    name = name or sizes("digits_teacher", budget_name)["data"]
+    name = name or image_data(budget_name)
     _, y = data_mod.image_set(name, "train", return_labels=True)
     sched, w_range = CosineSchedule(), (0.0, cfg["w_max"])
     stage1 = distill_w(teacher, x, y, sched, iters=cfg["stage1_iters"], w_range=w_range, lr=cfg["stage1_lr"],

@@ -73,3 +73,13 @@ def test_checkpoint_path(monkeypatch, tmp_path):
     assert pdl.checkpoint_path("teacher", "cpu") == os.path.join("checkpoints", "teacher-cpu.pt")
     monkeypatch.setenv("PDLEARN_CHECKPOINTS", str(tmp_path))
     assert pdl.checkpoint_path("teacher") == str(tmp_path / "teacher-smoke.pt")
+
+
+def test_image_data_follows_the_budget_unless_pdlearn_images_names_a_set(monkeypatch):
+    monkeypatch.delenv("PDLEARN_IMAGES", raising=False)
+    assert pdl.image_data("smoke") == pdl.image_data("cpu") == "digits" and pdl.image_data("gpu") == "mnist"
+    monkeypatch.setenv("PDLEARN_IMAGES", " Fashion_MNIST ")
+    assert pdl.image_data("cpu") == pdl.image_data("gpu") == "fashion_mnist"
+    monkeypatch.setenv("PDLEARN_IMAGES", "imagenet")
+    with pytest.raises(ValueError, match=r"PDLEARN_IMAGES='imagenet' is not an image set; use one of digits, mnist"):
+        pdl.image_data()

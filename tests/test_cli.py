@@ -63,6 +63,13 @@ def test_help_documents_the_protocol(capsys):
         assert word in text, word
 
 
+def test_the_image_set_comes_from_pdlearn_images(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("PDLEARN_IMAGES", "emnist")
+    with pytest.raises(SystemExit) as exit_:
+        main(["teacher", *SMOKE, "--checkpoint-dir", str(tmp_path)])
+    assert exit_.value.code == 2 and "PDLEARN_IMAGES='emnist' is not an image set" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["distill", "--data", "imagenet"], "invalid choice: 'imagenet'"),
     (["distill", "--start-steps", "6", "--end-steps", "4"], "power of two"),
@@ -133,8 +140,10 @@ def test_evaluate_prints_fid_beside_its_floor(teacher_dir, tmp_path, capsys):
     folder = with_teacher(teacher_dir, tmp_path)
     assert cli(folder, "evaluate", "--start-steps", "2", "--steps", "1", "4", "--n-eval", "50") == 0
     out = capsys.readouterr().out
-    for row in ("teacher, DDIM 1", "teacher, DDIM 4", "student of round 1", "floor (data vs data)", "FID/floor"):
+    for row in ("teacher, DDIM 1", "teacher, DDIM 4", "student of round 1", "floor (data vs data)", "FID/floor",
+                "p > 0.9", "held-out images"):
         assert row in out, row
+    assert "nan" not in out.lower()  # the digits classifier reads every row
 
 
 def test_distill_under_torchrun_with_two_processes(teacher_dir, tmp_path):

@@ -60,7 +60,10 @@ def test_per_sample_seeding():
     sched = pdl.LinearBetaSchedule()
     few = pdl.ddpm_sample(net, sched, n=5, steps=50, seed=11)
     many = pdl.ddpm_sample(net, sched, n=300, steps=50, seed=11)  # several noise blocks of 64
-    torch.testing.assert_close(few, many[:5], atol=0, rtol=0)
+    # the noise streams are identical (test_sampling checks them bit for bit); the network's float32
+    # matmuls may round differently in the last bit when the batch size changes (BLAS picks its
+    # blocking by shape), and 50 steps carry that along, hence a relative tolerance of float32 size
+    torch.testing.assert_close(few, many[:5], atol=1e-5, rtol=1e-5)
     other = pdl.ddpm_sample(net, sched, n=5, steps=50, seed=12)
     assert (other - few).abs().min() > 0  # another seed moves every sample
 

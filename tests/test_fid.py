@@ -1,5 +1,6 @@
 """Image metrics: the Frechet distance against closed forms and scipy, the shipped
-digits classifier, the digits FID and its floor, and the memorisation check."""
+digits classifier, the digits FID and its floor, the memorisation check, and the
+classifiers that judge the samples of the other image sets."""
 import os
 import sys
 
@@ -115,3 +116,73 @@ def test_image_metrics_read_the_data_set_name():
     assert pdl.metrics.image_fid_floor(200, "digits", repeats=2) == pdl.metrics.digits_fid_floor(200, repeats=2)
     assert pdl.metrics.confident_fraction(x) == pdl.metrics.classifier_confidence(x)["confident"]
     assert np.isnan(pdl.metrics.confident_fraction(torch.zeros(4, 1, 28, 28)))  # no classifier for MNIST here
+
+
+# ---------------------------------------------------------------- classifiers of the other image sets
+
+@pytest.fixture
+def stand_in_mnist(tmp_path, monkeypatch):
+    """The digits enlarged to 28 x 28 in MNIST's file format, and a fresh checkpoint folder."""
+    from test_image_chapters_on_mnist import write_digits_as_mnist
+
+    write_digits_as_mnist(tmp_path / "data" / "mnist")
+    monkeypatch.setenv("PDLEARN_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("PDLEARN_CHECKPOINTS", str(tmp_path / "ckpt"))
+    monkeypatch.setenv("PDLEARN_BUDGET", "smoke")
+    return tmp_path
+
+
+def test_the_classifier_network_is_sized_by_the_image():
+    assert digits_classifier.DigitsClassifier()(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    net = digits_classifier.DigitsClassifier(in_channels=3, image_size=32)
+    assert net.input_shape == (3, 32, 32) and net.features(torch.zeros(2, 3, 32, 32)).shape == (2, 64)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        digits_classifier.DigitsClassifier(image_size=30)
+
+
+def test_a_classifier_trained_on_mnist_shaped_images_learns_the_classes(stand_in_mnist):
+    net, acc = digits_classifier.train_classifier(steps=200, batch_size=64, name="mnist", progress=False)
+    assert net.input_shape == (1, 28, 28) and not net.training
+    x, y = pdl.data.mnist("test", return_labels=True)
+    assert acc == digits_classifier.accuracy(net, x, y) > 0.8  # held-out images; chance is 0.1
+
+
+def test_image_classifier_trains_once_then_loads(stand_in_mnist, monkeypatch):
+    first = digits_classifier.image_classifier("mnist", progress=False)  # smoke sizes: a few steps
+    path = pdl.checkpoint_path("mnist_classifier_30")
+    assert os.path.exists(path) and first.image_set == "mnist" and 0 <= first.test_accuracy <= 1
+    torch.load(path, map_location="cpu", weights_only=True)  # plain tensors and numbers only
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the classifier was trained again instead of loaded")
+
+    monkeypatch.setattr(digits_classifier, "train_classifier", no_training)
+    again = digits_classifier.image_classifier("mnist", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    assert digits_classifier.image_classifier("digits") is digits_classifier.load_classifier()
+
+
+def test_image_classifier_refuses_a_file_of_another_set(stand_in_mnist):
+    net = digits_classifier.DigitsClassifier(1, 28)
+    digits_classifier.save_classifier(net, 0.5, pdl.checkpoint_path("fashion_mnist_classifier_30"), name="mnist")
+    with pytest.raises(ValueError, match="holds a classifier of mnist, not of fashion_mnist; delete it"):
+        digits_classifier.image_classifier("fashion_mnist")
+
+
+def test_confidence_and_class_accuracy_of_a_named_set(stand_in_mnist):
+    x, y = pdl.data.mnist("test", return_labels=True)
+    net = digits_classifier.image_classifier("mnist", progress=False)
+    predicted = net(x).argmax(1)
+    assert pdl.metrics.class_accuracy(x, y, name="mnist") == pytest.approx(float((predicted == y).float().mean()))
+    assert pdl.metrics.class_accuracy(x, predicted, name="mnist") == 1.0
+    verdict = pdl.metrics.classifier_confidence(x, name="mnist")
+    assert verdict["counts"].sum() == len(x) and torch.equal(verdict["labels"], predicted)
+    assert pdl.metrics.confident_fraction(x, 0.5, name="mnist") == pdl.metrics.classifier_confidence(
+        x, 0.5, name="mnist")["confident"]
+    with pytest.raises(ValueError, match=r"images of mnist, of shape \[n, 1, 28, 28\].*pass name="):
+        pdl.metrics.confident_fraction(pdl.data.digits("test"), name="mnist")
+
+
+def test_a_metric_under_no_grad_can_train_the_classifier_it_needs(stand_in_mnist):
+    with torch.no_grad():  # as inside a sampling loop; the first call trains the classifier
+        assert 0 <= pdl.metrics.confident_fraction(pdl.data.mnist("test")[:20], name="mnist") <= 1
