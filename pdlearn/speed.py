@@ -10,7 +10,7 @@ close real samplers come to that:
     latency(N) ~ overhead + N * (network + per-step bookkeeping)
 
 - ``time_fn`` / ``time_fns``: median and spread of repeated calls, after warm-up,
-  with CUDA synchronisation before every clock reading when asked;
+  with CUDA synchronisation before every clock reading whenever CUDA is in use;
 - ``sampler_latency``: one row (ms per batch, ms per sample, samples per second)
   for a DDIM sampler at a given step count, batch size, thread count, precision;
 - ``sweep``: rows over step counts, batch sizes and thread counts;
@@ -45,15 +45,25 @@ def _check_counts(repeats, warmup):
         raise ValueError(f"warmup must be an integer >= 0 (untimed calls before timing), got {warmup!r}")
 
 
+def synchronize():
+    """Wait for the GPU's queued kernels, when CUDA is in use (a no-op on a CPU): call it
+    before reading a clock around GPU work, which otherwise times only the launches."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _sync_fn(sync):
-    """sync=True: ``torch.cuda.synchronize``; a callable: itself; False / None: nothing."""
+    """sync='auto': ``synchronize`` (CUDA's, when it is in use); True: ``torch.cuda.synchronize``;
+    a callable: itself; False / None: nothing."""
+    if sync == "auto":
+        return synchronize
     if sync is True:
         return torch.cuda.synchronize
     if callable(sync):
         return sync
     if sync in (False, None):
         return lambda: None
-    raise ValueError(f"sync must be True, False or a callable, got {sync!r}")
+    raise ValueError(f"sync must be 'auto', True, False or a callable, got {sync!r}")
 
 
 def _summary(times):
@@ -72,17 +82,18 @@ def _timed(fn, sync, number=1):
     return (time.perf_counter() - began) / number
 
 
-def time_fns(fns, repeats=5, warmup=1, sync=False, min_s=0.0, progress=False):
+def time_fns(fns, repeats=5, warmup=1, sync="auto", min_s=0.0, progress=False):
     """Time several functions interleaved: each repeat times every function once, in order.
 
     Interleaving exposes all of them to the same slow moments of a shared machine, so
     their ratios are steadier than those of back-to-back runs. GPU kernels run
-    asynchronously: with ``sync=True`` the clock is read only after
-    ``torch.cuda.synchronize()``, otherwise it would time the launches, not the work.
+    asynchronously, so the clock is read only after ``sync()``: by default ('auto')
+    ``torch.cuda.synchronize()`` whenever CUDA is in use, otherwise it would time the
+    launches, not the work (``sync=False`` times the launches on purpose).
     With ``min_s`` > 0 each timing covers ``number`` back-to-back calls, enough to last
     ``min_s`` seconds (found by doubling, as ``timeit``'s autorange does), and is divided
-    by ``number``: a clock reading of a fraction of a millisecond is mostly noise. ``progress`` (True or a description) shows a bar over the
-    repeats. Returns {name: {'median_s', 'spread_s' (interquartile range), 'min_s', 'times',
+    by ``number``: a clock reading of a fraction of a millisecond is mostly noise.
+    ``progress`` (True or a description) shows a bar over the repeats. Returns {name: {'median_s', 'spread_s' (interquartile range), 'min_s', 'times',
     'number'}}, times in seconds per call.
     """
     _check_counts(repeats, warmup)
@@ -122,7 +133,7 @@ def paired_ratio(a, b):
     return statistics.median(x / y for x, y in zip(a["times"], b["times"]))
 
 
-def time_fn(fn, repeats=5, warmup=1, sync=False, min_s=0.0):
+def time_fn(fn, repeats=5, warmup=1, sync="auto", min_s=0.0):
     """Median and spread of ``repeats`` timed calls of ``fn()`` after ``warmup`` calls that are
     not counted (see ``time_fns``): {'median_s', 'spread_s', 'min_s', 'times', 'number'}."""
     return time_fns({"fn": fn}, repeats, warmup, sync, min_s)["fn"]

@@ -9,7 +9,8 @@ Distillation rounds and guided distillation use ``fit`` too.
 Resume: with ``checkpoint=path`` the state (weights, EMA, optimizer, step, random
 generator, loss history) is written every ``checkpoint_every`` steps and at the
 end; ``resume=True`` continues from that file to the same final weights as an
-uninterrupted run (exactly, for tensor data on the same machine).
+uninterrupted run (exactly, for tensor data on the same CPU; on a GPU to within the
+round-off of its non-deterministic kernels).
 
 Several processes (``torchrun``, see ``distributed``): when a process group is
 initialised, the loop wraps the network in DistributedDataParallel for the forward
@@ -118,7 +119,9 @@ def train_loop(net, loss_fn, steps, lr=1e-3, warmup=None, decay="cosine", weight
                   ema_decay=ema_decay, grad_clip=grad_clip, seed=seed)
     start = 0
     if checkpoint is not None and resume and os.path.exists(checkpoint):
-        state = load_checkpoint(checkpoint, map_location=next(net.parameters()).device)
+        # on the CPU: the generators' states must stay CPU tensors; load_state_dict copies the
+        # weights (and the optimizer its moments) to wherever the network is
+        state = load_checkpoint(checkpoint, map_location="cpu")
         check_same_architecture(architecture(net), state["architecture"])
         if state["config"] != config:
             changed = [k for k in config if state["config"].get(k) != config[k]]

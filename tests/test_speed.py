@@ -50,13 +50,23 @@ def test_time_fn_synchronises_before_every_clock_reading(monkeypatch):
     fn = lambda: clock.log.append("fn")  # noqa: E731
     speed.time_fn(fn, repeats=2, warmup=1, sync=lambda: clock.log.append("sync"))
     assert clock.log == ["fn"] + ["sync", "clock", "fn", "sync", "clock"] * 2  # warm-up untimed, then two timed
-    # sync=True is torch.cuda.synchronize; without it the clock is read straight after the call
+    # sync=True is torch.cuda.synchronize; the default ('auto') is too, whenever CUDA is in use,
+    # and nothing on a CPU; sync=False reads the clock straight after the call (the launches)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: clock.log.append("cuda sync"))
     clock.log.clear()
     speed.time_fn(fn, repeats=1, warmup=0, sync=True)
     assert clock.log == ["cuda sync", "clock", "fn", "cuda sync", "clock"]
     clock.log.clear()
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     speed.time_fn(fn, repeats=1, warmup=0)
+    assert clock.log == ["clock", "fn", "clock"]
+    clock.log.clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    speed.time_fn(fn, repeats=1, warmup=0)
+    assert clock.log == ["cuda sync", "clock", "fn", "cuda sync", "clock"]
+    clock.log.clear()
+    speed.time_fn(fn, repeats=1, warmup=0, sync=False)
     assert clock.log == ["clock", "fn", "clock"]
 
 

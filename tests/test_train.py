@@ -201,6 +201,30 @@ def test_resume_train_diffusion_after_a_kill_equals_uninterrupted(tmp_path):
     assert_same_weights(again, full)
 
 
+def test_resume_loads_the_checkpoint_on_the_cpu(tmp_path, monkeypatch):
+    """A checkpoint mapped to a GPU network's device would hand the CPU generator a CUDA
+    state tensor, and Generator.set_state raises on it; so resume always loads on the CPU
+    and lets load_state_dict copy weights and optimizer moments to the network's device."""
+    x, path = moons(), str(tmp_path / "run.pt")
+    for state in pdl.train_loop(small_net(), loop_loss(x), 20, checkpoint=path, checkpoint_every=10, progress=False):
+        if state["step"] == 10:
+            break  # killed after the checkpoint at step 10
+    real_load, places = torch.load, []
+
+    def spy(*args, **kwargs):
+        places.append(kwargs.get("map_location"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    for state in pdl.train_loop(small_net(), loop_loss(x), 20, checkpoint=path, checkpoint_every=10, resume=True,
+                                progress=False):
+        pass
+    # the literal "cpu", not the network's device (which on a GPU would be cuda)
+    assert places and all(isinstance(p, str) and p == "cpu" for p in places) and state["step"] == 20
+    state = real_load(path, map_location="cpu", weights_only=True)
+    assert all(r.dtype == torch.uint8 and r.device.type == "cpu" for r in state["rngs"])
+
+
 def test_resume_refuses_another_architecture_or_other_settings(tmp_path):
     path = str(tmp_path / "run.pt")
     pdl.train_diffusion(small_net(), moons(), SCHED, steps=5, checkpoint=path, progress=False)
