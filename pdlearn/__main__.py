@@ -13,6 +13,7 @@ import sys
 from . import distributed, protocol
 from .budget import BUDGETS, budget, image_data, sizes
 from .distill import check_steps_halve
+from .fid import FID_FEATURES, fid_features
 from .images import IMAGE_SETS
 
 PROTOCOL = """\
@@ -27,9 +28,10 @@ the protocol (chapters 5 and 6), one command per stage:
                teacher's DDIM at each --steps and for every student at its own step count,
                beside the data-vs-data floor at the same n (a perfect model scores about the floor).
                The digits use the shipped digits classifier; MNIST, Fashion-MNIST and CIFAR-10 the
-               Inception FID (pip install "torchmetrics[image]"). Beside the FID, the fraction
-               of samples a classifier of the set reads with probability > 0.9 (for the sets
-               other than the digits it is trained on the training split on first use).
+               Inception FID (pip install "torchmetrics[image]"), or with --features classifier
+               the features of a classifier of the set, trained on its training split on first
+               use (no download: for a machine without internet). Beside the FID, the fraction
+               of samples that classifier reads with probability > 0.9.
 
 Resume: run the same command again. Finished stages and rounds load from their checkpoints, an
 interrupted one continues from its last checkpoint; a stage trains the stages it needs when their
@@ -75,6 +77,10 @@ def parser():
     ev.add_argument("--steps", type=positive_int, nargs="+",
                     help="teacher DDIM step counts (default: the budget's 'images_eval' step_counts)")
     ev.add_argument("--n-eval", type=positive_int, help="samples per FID (default: the budget's 'images_eval')")
+    ev.add_argument("--features", choices=FID_FEATURES,
+                    help="what the FID compares: 'inception' (the standard FID; torchmetrics, weights download once) "
+                         "or 'classifier' (a classifier of the set, trained on first use; no download). Default: "
+                         "classifier for the digits, inception for the other sets")
     return p
 
 
@@ -108,8 +114,9 @@ def run(args):
         net, _ = protocol.teacher(args.data, args.budget, args.seed, progress)
         networks = {f"teacher, DDIM {s}": (net, s) for s in steps}
         networks.update({f"student of round {k + 1}": (m, s) for k, (s, m) in enumerate(students.items())})
-        say(f"FID of n = {n} samples against the {args.data} test split")
-        rows, floor = protocol.evaluate(networks, args.data, n, ev["floor_repeats"], args.seed)
+        features = fid_features(args.data, args.features)
+        say(f"FID on {features} features of n = {n} samples against the {args.data} test split")
+        rows, floor = protocol.evaluate(networks, args.data, n, ev["floor_repeats"], args.seed, features)
         say(protocol.table(rows, floor))
     files = sorted(glob.glob(os.path.join(folder, f"{args.data}_*-{args.budget}*.pt")))
     say("checkpoints:\n  " + "\n  ".join(files) if files else "no checkpoints written")

@@ -5,11 +5,16 @@ FID compares Gaussian fits of features; it is biased upwards at small n, so ever
 FID is shown beside its data-vs-data floor at the same sample size, against the
 held-out digits no teacher trained on. On 1,797 images a teacher that copies its
 training set scores at the floor: ``memorisation`` tells the two apart.
+
+The other image sets (MNIST, Fashion-MNIST, CIFAR-10) are scored on Inception-v3
+features by default (``inception_fid``, the literature's FID, through torchmetrics),
+or on the features of a classifier of the set trained on first use (``features=
+'classifier'``), which needs no download.
 """
 import torch
 
 from .data import as_data
-from .digits_classifier import image_classifier, load_classifier
+from .digits_classifier import image_classifier
 from .images import digits, image_set
 
 
@@ -55,11 +60,17 @@ def _check_digits(x, name="x"):
 
 
 @torch.no_grad()
+def classifier_features(x, name="digits", batch_size=1024):
+    """The 64-wide penultimate features of the classifier of image set ``name``
+    (``digits_classifier.image_classifier``) for images x of that set (clamped to [-1, 1])."""
+    x, net = _judge(x, name)
+    return torch.cat([net.features(c) for c in x.split(batch_size)])
+
+
 def digits_features(x, batch_size=1024):
     """The digits classifier's 64-wide penultimate features of images [n, 1, 8, 8]
     (clamped to the data range [-1, 1] first)."""
-    x, net = _check_digits(x), load_classifier()
-    return torch.cat([net.features(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+    return classifier_features(_check_digits(x), "digits", batch_size)
 
 
 def digits_fid(x, reference=None):
@@ -95,15 +106,7 @@ def digits_fid_floor(n, repeats=5, seed=0, balanced=False):
     ``balanced=True`` draws the same number of digits of every class (as many as labels
     i mod 10 give): the floor for class-conditional samples drawn that way, which is lower,
     since a random draw adds the chance fluctuation of its class mix."""
-    train, labels = digits("train", return_labels=True)
-    if not 2 <= n <= train.shape[0]:
-        raise ValueError(f"n must be between 2 and {train.shape[0]} (the training digits), got {n}")
-    ref = digits_features(digits("test"))
-    feats = digits_features(train)
-    g = torch.Generator().manual_seed(seed)
-    values = torch.tensor([fid_from_features(feats[draw_indices(n, labels, g, balanced)], ref)
-                           for _ in range(repeats)], dtype=torch.float64)
-    return float(values.mean()), float(values.std()) if repeats > 1 else 0.0
+    return image_fid_floor(n, "digits", repeats, seed, balanced, features="classifier")
 
 
 def _judge(x, name):
@@ -189,7 +192,7 @@ def inception_fid(x, y, device=None, batch_size=256):
         from torchmetrics.image.fid import FrechetInceptionDistance
     except ImportError as err:
         raise ImportError('inception_fid needs torchmetrics with its image extras: pip install "torchmetrics[image]" '
-                          f"({err}); for the digits use pdl.metrics.digits_fid, which needs nothing more") from err
+                          f"({err}); or use features='classifier' (image_fid, image_fid_floor), which needs nothing more") from err
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     fid = FrechetInceptionDistance(feature=2048, normalize=True).to(device)
     for images, real in ((y, True), (x, False)):
@@ -200,24 +203,53 @@ def inception_fid(x, y, device=None, batch_size=256):
     return float(fid.compute())
 
 
-def image_fid(x, name="digits"):
-    """FID of samples x against the test split of image set ``name``: the digits FID for
-    'digits', the Inception FID (``inception_fid``) for MNIST, Fashion-MNIST and CIFAR-10."""
-    if name == "digits":
-        return digits_fid(x)
-    return inception_fid(x, image_set(name, "test"))
+FID_FEATURES = ("classifier", "inception")
 
 
-def image_fid_floor(n, name="digits", repeats=5, seed=0, balanced=False):
+def fid_features(name, features=None):
+    """The features an FID of set ``name`` compares: as asked, else the classifier's for the
+    digits and Inception's for the downloaded sets."""
+    features = features or ("classifier" if name == "digits" else "inception")
+    if features not in FID_FEATURES:
+        raise ValueError(f"features must be one of {', '.join(FID_FEATURES)}, got {features!r}")
+    return features
+
+
+def image_fid(x, name="digits", features=None):
+    """FID of samples x against the test split of image set ``name``, on the features of
+
+    - 'classifier': the set's classifier (``classifier_features``): the digits FID for
+      'digits'; for MNIST, Fashion-MNIST and CIFAR-10 the same construction on a classifier
+      trained on the set on first use, which needs no download and no torchmetrics;
+    - 'inception': Inception-v3 (``inception_fid``), the standard FID of the literature.
+
+    The default is 'classifier' for the digits and 'inception' for the other sets. FIDs on
+    different features are on different scales: compare each with its own floor."""
+    test = image_set(name, "test")
+    if fid_features(name, features) == "inception":
+        return inception_fid(x, test)
+    return fid_from_features(classifier_features(x, name), classifier_features(test, name))
+
+
+def image_fid_floor(n, name="digits", repeats=5, seed=0, balanced=False, features=None):
     """The data-vs-data floor of ``image_fid`` at sample size n: (mean, std) over ``repeats``
-    draws of n training images scored against the test split, as samples are (``balanced``:
-    equal class counts, as in ``digits_fid_floor``)."""
-    if name == "digits":
-        return digits_fid_floor(n, repeats, seed, balanced)
-    (train, labels), test = image_set(name, "train", return_labels=True), image_set(name, "test")
+    draws of n training images (without replacement) scored against the test split, as
+    samples are (``balanced``: equal class counts, as in ``digits_fid_floor``)."""
+    features = fid_features(name, features)
+    train, labels = image_set(name, "train", return_labels=True)
+    if not 2 <= n <= train.shape[0]:
+        raise ValueError(f"n must be between 2 and {train.shape[0]} (the training images of {name}), got {n}")
+    test = image_set(name, "test")
+    if features == "classifier":
+        reference, pool = classifier_features(test, name), classifier_features(train, name)
+
+        def score(idx):
+            return fid_from_features(pool[idx], reference)
+    else:
+        def score(idx):
+            return inception_fid(train[idx], test)
     g = torch.Generator().manual_seed(seed)
-    values = torch.tensor([inception_fid(train[draw_indices(n, labels, g, balanced)], test)
-                           for _ in range(repeats)], dtype=torch.float64)
+    values = torch.tensor([score(draw_indices(n, labels, g, balanced)) for _ in range(repeats)], dtype=torch.float64)
     return float(values.mean()), float(values.std()) if repeats > 1 else 0.0
 
 

@@ -99,6 +99,6 @@ def floor(draw, n, metric=mmd_rbf, repeats=5, seed=0):
 # Image metrics (chapter 5): digits FID with its floor, the classifier's verdict
 # on samples, the nearest-neighbour memorisation check; defined in pdlearn/fid.py.
 # ---------------------------------------------------------------------------
-from .fid import (class_accuracy, classifier_confidence, confident_fraction, digits_features,  # noqa: E402,F401
-                  digits_fid, digits_fid_floor, fid_from_features, frechet_distance, image_fid, image_fid_floor,
-                  inception_fid, memorisation, nearest_neighbour_distances)
+from .fid import (class_accuracy, classifier_confidence, classifier_features, confident_fraction,  # noqa: E402,F401
+                  digits_features, digits_fid, digits_fid_floor, fid_from_features, frechet_distance, image_fid,
+                  image_fid_floor, inception_fid, memorisation, nearest_neighbour_distances)

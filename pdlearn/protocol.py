@@ -55,11 +55,13 @@ def students(name, budget_name, start_steps, end_steps, iters_per_round, seed=0,
 
 
 @torch.no_grad()
-def evaluate(networks, name, n, floor_repeats=5, seed=0):
+def evaluate(networks, name, n, floor_repeats=5, seed=0, features=None):
     """FID and classifier confidence of each network's DDIM samples, against the test split of ``name``.
 
     ``networks`` maps a row label to (network, steps); each row draws ``n`` samples with
-    ``steps`` DDIM steps (noise seeded with ``seed``). Returns (rows, floor): rows is a list
+    ``steps`` DDIM steps (noise seeded with ``seed``). The FID compares ``features`` ('classifier'
+    or 'inception'; default: the classifier's for the digits, Inception's for the other sets,
+    see ``fid.image_fid``). Returns (rows, floor): rows is a list
     of dicts {'label', 'steps', 'fid', 'confident'} and floor the data-vs-data (mean, std)
     at the same n, the FID a perfect model would score. 'confident' is the fraction of
     samples the set's classifier (``digits_classifier.image_classifier``) reads with
@@ -69,9 +71,9 @@ def evaluate(networks, name, n, floor_repeats=5, seed=0):
              "confident": confident_fraction(image_set(name, "test")[:n], name=name)}]
     for label, (net, steps) in networks.items():
         samples = ddim_sample(net, sched, n=n, steps=steps, seed=seed, progress=False).cpu()
-        rows.append({"label": label, "steps": steps, "fid": image_fid(samples, name),
+        rows.append({"label": label, "steps": steps, "fid": image_fid(samples, name, features),
                      "confident": confident_fraction(samples, name=name)})
-    return rows, image_fid_floor(n, name, repeats=floor_repeats, seed=seed)
+    return rows, image_fid_floor(n, name, repeats=floor_repeats, seed=seed, features=features)
 
 
 def table(rows, floor):

@@ -175,3 +175,13 @@ def test_the_mnist_protocol_runs_on_files_in_the_mnist_format(tmp_path, monkeypa
     assert x.shape == (48, 1, 28, 28) and tuple(teacher.sample_shape) == (1, 28, 28)
     student = load_checkpoint(found[-1])["model"]  # the 1-step student has the teacher's architecture
     assert {k: v.shape for k, v in student.items()} == {k: v.shape for k, v in teacher.state_dict().items()}
+
+    # evaluation without a download: FID on the features of a classifier trained on the MNIST files here
+    capsys.readouterr()
+    assert cli(folder, "evaluate", "--data", "mnist", "--start-steps", "4", "--iters-per-round", "3",
+               "--steps", "2", "--n-eval", "40", "--features", "classifier") == 0
+    out = capsys.readouterr().out
+    assert "FID on classifier features of n = 40 samples against the mnist test split" in out
+    for row in ("teacher, DDIM 2", "student of round 2", "held-out images", "floor (data vs data)"):
+        assert row in out, row
+    assert "nan" not in out.lower() and glob.glob(os.path.join(folder, "mnist_classifier_*-smoke.pt"))

@@ -113,6 +113,9 @@ def test_inception_fid_explains_what_to_install(monkeypatch):
 def test_image_metrics_read_the_data_set_name():
     x = pdl.data.digits("train")[:200]
     assert pdl.metrics.image_fid(x, "digits") == pdl.metrics.digits_fid(x)
+    assert pdl.metrics.image_fid(x, "digits", features="classifier") == pdl.metrics.digits_fid(x)
+    with pytest.raises(ValueError, match="features must be one of classifier, inception, got 'clip'"):
+        pdl.metrics.image_fid(x, "digits", features="clip")
     assert pdl.metrics.image_fid_floor(200, "digits", repeats=2) == pdl.metrics.digits_fid_floor(200, repeats=2)
     assert pdl.metrics.confident_fraction(x) == pdl.metrics.classifier_confidence(x)["confident"]
     assert np.isnan(pdl.metrics.confident_fraction(torch.zeros(4, 1, 28, 28)))  # no classifier for MNIST here
@@ -186,3 +189,19 @@ def test_confidence_and_class_accuracy_of_a_named_set(stand_in_mnist):
 def test_a_metric_under_no_grad_can_train_the_classifier_it_needs(stand_in_mnist):
     with torch.no_grad():  # as inside a sampling loop; the first call trains the classifier
         assert 0 <= pdl.metrics.confident_fraction(pdl.data.mnist("test")[:20], name="mnist") <= 1
+
+
+def test_an_fid_on_the_features_of_a_classifier_of_mnist(stand_in_mnist):
+    """With features='classifier' the downloaded sets get an FID built like the digits FID, offline:
+    real images score at its floor, visibly worse ones far above it."""
+    mean, std = pdl.metrics.image_fid_floor(200, "mnist", repeats=3, features="classifier")
+    assert 0 < mean and 0 < std < mean
+    train = pdl.data.mnist("train")[:200]
+    real = pdl.metrics.image_fid(train, "mnist", features="classifier")
+    assert real < mean + 4 * std
+    noisy = (train + 0.8 * torch.randn(train.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    assert pdl.metrics.image_fid(noisy, "mnist", features="classifier") > 2 * mean
+    feats = pdl.metrics.classifier_features(train[:5], "mnist")
+    assert feats.shape == (5, 64)
+    with pytest.raises(ValueError, match="between 2 and 1347"):
+        pdl.metrics.image_fid_floor(2000, "mnist", features="classifier")
