@@ -13,6 +13,7 @@ or on the features of a classifier of the set trained on first use (``features=
 """
 import torch
 
+from .budget import device as default_device
 from .data import as_data
 from .digits_classifier import image_classifier
 from .images import digits, image_set
@@ -156,13 +157,16 @@ def class_accuracy(x, labels, name=None):
 
 
 @torch.no_grad()
-def nearest_neighbour_distances(x, reference, chunk=512):
-    """For every image in x, the Euclidean (pixel) distance to its nearest image in ``reference``: [n]."""
-    x = as_data(x, "x").flatten(1).double().cpu()
-    r = as_data(reference, "reference").flatten(1).double().cpu()
+def nearest_neighbour_distances(x, reference, chunk=512, device=None):
+    """For every image in x, the Euclidean (pixel) distance to its nearest image in ``reference``:
+    [n], on the CPU. Computed in float64 on ``device`` (default ``budget.device()``: on a GPU,
+    5,000 samples against MNIST's 60,000 training images take seconds, not a minute)."""
+    at = device or default_device()
+    x = as_data(x, "x").flatten(1).double()
+    r = as_data(reference, "reference").flatten(1).double().to(at)
     if x.shape[1] != r.shape[1]:
         raise ValueError(f"x and reference must have images of the same size, got {x.shape[1]} and {r.shape[1]} pixels")
-    return torch.cat([torch.cdist(c, r).min(1).values for c in x.split(chunk)])
+    return torch.cat([torch.cdist(c.to(at), r).min(1).values.cpu() for c in x.split(chunk)])
 
 
 def memorisation(samples, train, heldout, quantile=0.05):

@@ -106,3 +106,12 @@ def test_timers_wait_for_the_gpu():
     timing = speed.time_fn(lambda: a @ a, repeats=3, warmup=1)  # the default synchronises on CUDA
     launches = speed.time_fn(lambda: a @ a, repeats=3, warmup=1, sync=False)
     assert timing["median_s"] > launches["median_s"]
+
+
+def test_nearest_neighbours_on_the_gpu_equal_the_cpus():
+    g = torch.Generator().manual_seed(0)
+    x, ref = torch.randn(300, 1, 8, 8, generator=g), torch.randn(2000, 1, 8, 8, generator=g)
+    on_gpu = pdl.metrics.nearest_neighbour_distances(x, ref, chunk=64, device=CUDA)
+    on_cpu = pdl.metrics.nearest_neighbour_distances(x, ref, chunk=64, device=torch.device("cpu"))
+    assert on_gpu.device.type == "cpu"
+    torch.testing.assert_close(on_gpu, on_cpu, atol=1e-9, rtol=1e-9)
