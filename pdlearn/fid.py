@@ -196,7 +196,8 @@ def inception_fid(x, y, device=None, batch_size=256):
         from torchmetrics.image.fid import FrechetInceptionDistance
     except ImportError as err:
         raise ImportError('inception_fid needs torchmetrics with its image extras: pip install "torchmetrics[image]" '
-                          f"({err}); or use features='classifier' (image_fid, image_fid_floor), which needs nothing more") from err
+                          f"({err}); or use features='classifier' (image_fid, image_fid_floor), which needs "
+                          "nothing more") from err
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     fid = FrechetInceptionDistance(feature=2048, normalize=True).to(device)
     for images, real in ((y, True), (x, False)):

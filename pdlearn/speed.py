@@ -93,8 +93,9 @@ def time_fns(fns, repeats=5, warmup=1, sync="auto", min_s=0.0, progress=False):
     With ``min_s`` > 0 each timing covers ``number`` back-to-back calls, enough to last
     ``min_s`` seconds (found by doubling, as ``timeit``'s autorange does), and is divided
     by ``number``: a clock reading of a fraction of a millisecond is mostly noise.
-    ``progress`` (True or a description) shows a bar over the repeats. Returns {name: {'median_s', 'spread_s' (interquartile range), 'min_s', 'times',
-    'number'}}, times in seconds per call.
+    ``progress`` (True or a description) shows a bar over the repeats. Returns {name:
+    {'median_s', 'spread_s' (interquartile range), 'min_s', 'times', 'number'}}, times in
+    seconds per call.
     """
     _check_counts(repeats, warmup)
     sync = _sync_fn(sync)
