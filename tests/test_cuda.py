@@ -17,6 +17,7 @@ import pdlearn as pdl
 from pdlearn import speed
 from pdlearn.sampling import NoiseSource
 from pdlearn.train import load_checkpoint
+from test_train import Killed
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")
@@ -40,27 +41,11 @@ def test_the_gpu_draws_the_cpus_noise_and_samples_its_samples():
         torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=1e-4)
 
 
-class Killed(RuntimeError):
-    pass
-
-
-class FlakyDenoiser(pdl.models.MLPDenoiser):
-    """An MLPDenoiser whose forward raises on a chosen call: a session that dies mid-run."""
-
-    kill_at = None
-
-    def forward(self, z, t, **kwargs):
-        self.calls = getattr(self, "calls", 0) + 1
-        if self.calls == self.kill_at:
-            raise Killed("killed")
-        return super().forward(z, t, **kwargs)
-
-
 def flaky(kill_at=None, seed=0):
-    torch.manual_seed(seed)
-    net = FlakyDenoiser(dim=2, width=32, depth=2)
-    net.kill_at = kill_at
-    return net.to(CUDA)
+    """test_train's denoiser that raises on a chosen forward call (a session that dies), on the GPU."""
+    from test_train import flaky as on_cpu
+
+    return on_cpu(kill_at, seed).to(CUDA)
 
 
 def test_a_gpu_run_resumes_from_its_checkpoint(tmp_path):
