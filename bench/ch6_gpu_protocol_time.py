@@ -16,8 +16,9 @@ and projects the protocol of the gpu rows: the teacher's iterations, every round
 iterations, and the evaluation (DDIM with the teacher at every step count of
 'images_eval', and every student at its own step count), without the FID's feature
 network. On a CPU the sizes are far too large: ``--batch`` times a smaller batch and
-scales the times linearly (a CPU's time grows with the batch; a GPU's much less). Times
-are medians of ``--iters`` timed iterations after a warm-up, synchronised on CUDA.
+scales the times linearly (a CPU's time grows with the batch; a GPU's much less). Each
+time is the mean over one call of ``--iters`` iterations (its setup included), after a
+2-iteration warm-up call, with the clock read after synchronising on CUDA.
 """
 import argparse
 import copy
@@ -32,7 +33,7 @@ SHAPES = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32)}
 
 
 def ms_per_iteration(run, iters):
-    """Median milliseconds of one iteration of ``run(k)`` (k iterations), after 2 warm-up ones."""
+    """Mean milliseconds per iteration of one call ``run(iters)``, after a warm-up call ``run(2)``."""
     run(2)
     speed.synchronize()
     began = time.perf_counter()

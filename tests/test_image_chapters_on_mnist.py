@@ -16,11 +16,11 @@ import re
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import pdlearn as pdl
+from test_images import idx_bytes
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 CHAPTERS = ["05_diffusion_images", "06_progressive_distillation_images", "07_guidance", "08_real_time"]
@@ -50,12 +50,6 @@ class FrechetInceptionDistance:
         real, fake = (torch.cat(self.features[k]) for k in (True, False))
         return torch.tensor(fid_from_features(fake, real))
 '''
-
-
-def idx_bytes(array):
-    """An array of uint8 in the IDX format of MNIST (LeCun et al., 1998)."""
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
-    return header + array.astype(np.uint8).tobytes()
 
 
 def write_digits_as_mnist(folder):
