@@ -11,12 +11,14 @@ features by default (``inception_fid``, the literature's FID, through torchmetri
 or on the features of a classifier of the set trained on first use (``features=
 'classifier'``), which needs no download.
 """
+import os
+
 import torch
 
 from .budget import device as default_device
 from .data import as_data
 from .digits_classifier import image_classifier
-from .images import digits, image_set
+from .images import data_dir, image_set
 
 
 def gaussian_fit(features):
@@ -68,6 +70,34 @@ def classifier_features(x, name="digits", batch_size=1024):
     return torch.cat([net.features(c) for c in x.split(batch_size)])
 
 
+_SPLIT_FEATURES = {}  # (set, split, data folder) -> (the classifier, its features of that split)
+_INCEPTION_REFERENCES = {}  # (set, data folder, device) -> an FID metric holding the test split's statistics
+
+
+def _source(name):
+    """Where a set's images come from: the digits ship with scikit-learn, the others live in ``data_dir()``."""
+    return None if name == "digits" else os.path.abspath(data_dir())
+
+
+def split_features(name, split="test"):
+    """``classifier_features`` of a whole split of image set ``name``, computed once per
+    classifier and data folder and then kept: every FID of a chapter compares against the
+    same test split, and at the gpu sizes recomputing it costs seconds per call."""
+    net = image_classifier(name)
+    key = (name, split, _source(name))
+    kept = _SPLIT_FEATURES.get(key)
+    if kept is None or kept[0] is not net:
+        kept = _SPLIT_FEATURES[key] = (net, classifier_features(image_set(name, split), name))
+    return kept[1]
+
+
+def forget_references():
+    """Drop the kept test-split features and Inception statistics (``split_features``,
+    ``image_fid``); they are recomputed on next use. Only needed if the files of a set change."""
+    _SPLIT_FEATURES.clear()
+    _INCEPTION_REFERENCES.clear()
+
+
 def digits_features(x, batch_size=1024):
     """The digits classifier's 64-wide penultimate features of images [n, 1, 8, 8]
     (clamped to the data range [-1, 1] first)."""
@@ -78,8 +108,8 @@ def digits_fid(x, reference=None):
     """FID of images x [n, 1, 8, 8] against ``reference`` (default: the 450 held-out
     digits, ``digits('test')``) on the digits classifier's features. Compare it with
     ``digits_fid_floor(n)`` at the same n."""
-    reference = digits("test") if reference is None else reference
-    return fid_from_features(digits_features(x), digits_features(reference))
+    reference = split_features("digits", "test") if reference is None else digits_features(reference)
+    return fid_from_features(digits_features(x), reference)
 
 
 def draw_indices(n, labels, generator, balanced=False):
@@ -162,11 +192,11 @@ def nearest_neighbour_distances(x, reference, chunk=512, device=None):
     [n], on the CPU. Computed in float64 on ``device`` (default ``budget.device()``: on a GPU,
     5,000 samples against MNIST's 60,000 training images take seconds, not a minute)."""
     at = device or default_device()
-    x = as_data(x, "x").flatten(1).double()
-    r = as_data(reference, "reference").flatten(1).double().to(at)
+    x = as_data(x, "x").flatten(1)
+    r = as_data(reference, "reference").flatten(1).to(at).double()  # copied in float32, widened on the device
     if x.shape[1] != r.shape[1]:
         raise ValueError(f"x and reference must have images of the same size, got {x.shape[1]} and {r.shape[1]} pixels")
-    return torch.cat([torch.cdist(c.to(at), r).min(1).values.cpu() for c in x.split(chunk)])
+    return torch.cat([torch.cdist(c.to(at).double(), r).min(1).values.cpu() for c in x.split(chunk)])
 
 
 def memorisation(samples, train, heldout, quantile=0.05):
@@ -178,6 +208,7 @@ def memorisation(samples, train, heldout, quantile=0.05):
     A model that draws new digits has copy_fraction near ``quantile`` (0.05); one that
     reproduces its training images has it near 1.
     """
+    train = as_data(train, "train").to(default_device())  # copied to the device once, for both searches
     d_samples = nearest_neighbour_distances(samples, train)
     d_heldout = nearest_neighbour_distances(heldout, train)
     threshold = float(torch.quantile(d_heldout, quantile))
@@ -186,26 +217,59 @@ def memorisation(samples, train, heldout, quantile=0.05):
             "sample_distances": d_samples, "heldout_distances": d_heldout}
 
 
-def inception_fid(x, y, device=None, batch_size=256):
-    """The standard FID (Heusel et al., 2017) between image sets x and y [n, C, H, W] in
-    [-1, 1] (C = 1 or 3), on Inception-v3 features via torchmetrics. For MNIST /
-    CIFAR-10 at the gpu budget: the Inception weights are downloaded on first use.
-    Needs ``pip install "torchmetrics[image]"`` (which also brings torchvision:
-    install it on Colab, not beside a CPU-only torch)."""
+def _inception_metric(device, reset_real_features=True):
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
     except ImportError as err:
         raise ImportError('inception_fid needs torchmetrics with its image extras: pip install "torchmetrics[image]" '
                           f"({err}); or use features='classifier' (image_fid, image_fid_floor), which needs "
                           "nothing more") from err
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    fid = FrechetInceptionDistance(feature=2048, normalize=True).to(device)
-    for images, real in ((y, True), (x, False)):
-        images = as_data(images, "images", ndim=4)
-        for chunk in images.split(batch_size):
-            chunk = ((chunk.float().clamp(-1, 1) + 1) / 2).to(device)
-            fid.update(chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk, real=real)
-    return float(fid.compute())
+    return FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=reset_real_features).to(device)
+
+
+def _feed(metric, images, real, device, batch_size=256):
+    """Images [n, C, H, W] in [-1, 1] into a torchmetrics FID, as three channels in [0, 1]."""
+    for chunk in as_data(images, "images", ndim=4).split(batch_size):
+        chunk = ((chunk.float().clamp(-1, 1) + 1) / 2).to(device)
+        metric.update(chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk, real=real)
+
+
+def _inception_device(device):
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def inception_fid(x, y, device=None, batch_size=256):
+    """The standard FID (Heusel et al., 2017) between image sets x and y [n, C, H, W] in
+    [-1, 1] (C = 1 or 3), on Inception-v3 features via torchmetrics. For MNIST /
+    CIFAR-10 at the gpu budget: the Inception weights are downloaded on first use.
+    Needs ``pip install "torchmetrics[image]"`` (which also brings torchvision:
+    install it on Colab, not beside a CPU-only torch). Against a set's test split,
+    ``image_fid`` does the same and pushes the test split through Inception only once."""
+    device = _inception_device(device)
+    metric = _inception_metric(device)
+    _feed(metric, y, True, device, batch_size)
+    _feed(metric, x, False, device, batch_size)
+    return float(metric.compute())
+
+
+def _inception_reference(name, device=None):
+    """A torchmetrics FID that holds the Inception statistics of the test split of ``name``
+    (kept per set, data folder and device, with ``reset_real_features=False``) and no samples."""
+    device = _inception_device(device)
+    key = (name, _source(name), str(device))
+    if key not in _INCEPTION_REFERENCES:
+        metric = _inception_metric(device, reset_real_features=False)
+        _feed(metric, image_set(name, "test"), True, device)
+        _INCEPTION_REFERENCES[key] = metric
+    metric = _INCEPTION_REFERENCES[key]
+    metric.reset()  # forgets the samples of the last call, keeps the test split's statistics
+    return metric, device
+
+
+def _inception_fid_against_test(x, name):
+    metric, device = _inception_reference(name)
+    _feed(metric, x, False, device)
+    return float(metric.compute())
 
 
 FID_FEATURES = ("classifier", "inception")
@@ -229,11 +293,11 @@ def image_fid(x, name="digits", features=None):
     - 'inception': Inception-v3 (``inception_fid``), the standard FID of the literature.
 
     The default is 'classifier' for the digits and 'inception' for the other sets. FIDs on
-    different features are on different scales: compare each with its own floor."""
-    test = image_set(name, "test")
+    different features are on different scales: compare each with its own floor. The test
+    split's features are computed on the first call and kept (``forget_references``)."""
     if fid_features(name, features) == "inception":
-        return inception_fid(x, test)
-    return fid_from_features(classifier_features(x, name), classifier_features(test, name))
+        return _inception_fid_against_test(x, name)
+    return fid_from_features(classifier_features(x, name), split_features(name, "test"))
 
 
 def image_fid_floor(n, name="digits", repeats=5, seed=0, balanced=False, features=None):
@@ -244,15 +308,14 @@ def image_fid_floor(n, name="digits", repeats=5, seed=0, balanced=False, feature
     train, labels = image_set(name, "train", return_labels=True)
     if not 2 <= n <= train.shape[0]:
         raise ValueError(f"n must be between 2 and {train.shape[0]} (the training images of {name}), got {n}")
-    test = image_set(name, "test")
     if features == "classifier":
-        reference, pool = classifier_features(test, name), classifier_features(train, name)
+        reference, pool = split_features(name, "test"), split_features(name, "train")
 
         def score(idx):
             return fid_from_features(pool[idx], reference)
     else:
         def score(idx):
-            return inception_fid(train[idx], test)
+            return _inception_fid_against_test(train[idx], name)
     g = torch.Generator().manual_seed(seed)
     values = torch.tensor([score(draw_indices(n, labels, g, balanced)) for _ in range(repeats)], dtype=torch.float64)
     return float(values.mean()), float(values.std()) if repeats > 1 else 0.0

@@ -100,5 +100,6 @@ def floor(draw, n, metric=mmd_rbf, repeats=5, seed=0):
 # on samples, the nearest-neighbour memorisation check; defined in pdlearn/fid.py.
 # ---------------------------------------------------------------------------
 from .fid import (class_accuracy, classifier_confidence, classifier_features, confident_fraction,  # noqa: E402,F401
-                  digits_features, digits_fid, digits_fid_floor, fid_from_features, frechet_distance, image_fid,
-                  image_fid_floor, inception_fid, memorisation, nearest_neighbour_distances)
+                  digits_features, digits_fid, digits_fid_floor, fid_from_features, forget_references,
+                  frechet_distance, image_fid, image_fid_floor, inception_fid, memorisation,
+                  nearest_neighbour_distances, split_features)

@@ -205,3 +205,63 @@ def test_an_fid_on_the_features_of_a_classifier_of_mnist(stand_in_mnist):
     assert feats.shape == (5, 64)
     with pytest.raises(ValueError, match="between 2 and 1347"):
         pdl.metrics.image_fid_floor(2000, "mnist", features="classifier")
+
+
+@pytest.fixture
+def stand_in_torchmetrics(monkeypatch):
+    """torchmetrics' FrechetInceptionDistance replaced by the chapters test's stand-in (pooled pixels)."""
+    import types
+
+    from test_image_chapters_on_mnist import STUB
+
+    module = types.ModuleType("torchmetrics.image.fid")
+    exec(STUB, module.__dict__)
+    for name in ("torchmetrics", "torchmetrics.image"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "torchmetrics.image.fid", module)
+    return module.FrechetInceptionDistance
+
+
+def test_the_inception_fid_feeds_the_test_split_through_inception_once(stand_in_mnist, stand_in_torchmetrics):
+    """image_fid keeps the test split's Inception statistics: later calls feed only the samples,
+    and score exactly what the uncached inception_fid scores."""
+    test, train = pdl.data.mnist("test"), pdl.data.mnist("train")
+    first = pdl.metrics.image_fid(train[:100], "mnist")
+    assert stand_in_torchmetrics.real_images_seen == len(test)
+    second = pdl.metrics.image_fid(train[100:300], "mnist")
+    pdl.metrics.image_fid_floor(50, "mnist", repeats=3)
+    assert stand_in_torchmetrics.real_images_seen == len(test)  # no second pass over the test split
+    assert first == pytest.approx(pdl.metrics.inception_fid(train[:100], test), rel=1e-12)
+    assert second == pytest.approx(pdl.metrics.inception_fid(train[100:300], test), rel=1e-12)
+    assert first != second  # each call scores its own samples, not the last call's as well
+    pdl.metrics.forget_references()
+    seen = stand_in_torchmetrics.real_images_seen
+    assert pdl.metrics.image_fid(train[:100], "mnist") == first
+    assert stand_in_torchmetrics.real_images_seen == seen + len(test)
+
+
+def test_the_classifier_fid_keeps_the_features_of_the_test_split(stand_in_mnist, monkeypatch):
+    train = pdl.data.mnist("train")[:200]
+    expected = pdl.metrics.fid_from_features(pdl.metrics.classifier_features(train, "mnist"),
+                                             pdl.metrics.classifier_features(pdl.data.mnist("test"), "mnist"))
+    assert pdl.metrics.image_fid(train, "mnist", features="classifier") == pytest.approx(expected, rel=1e-12)
+    kept = pdl.metrics.split_features("mnist", "test")
+    assert pdl.metrics.split_features("mnist", "test") is kept
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the test split was read again")
+
+    monkeypatch.setattr(fid, "image_set", no_reading)
+    assert pdl.metrics.image_fid(train, "mnist", features="classifier") == pytest.approx(expected, rel=1e-12)
+
+
+def test_kept_features_follow_the_data_folder(stand_in_mnist, tmp_path_factory, monkeypatch):
+    """Another PDLEARN_DATA (another copy of a set) gets features of its own, not the last folder's."""
+    from test_image_chapters_on_mnist import write_digits_as_mnist
+
+    kept = pdl.metrics.split_features("mnist", "test")
+    other = tmp_path_factory.mktemp("other_data")
+    write_digits_as_mnist(other / "mnist")
+    monkeypatch.setenv("PDLEARN_DATA", str(other))
+    again = pdl.metrics.split_features("mnist", "test")
+    assert again is not kept and torch.allclose(again, kept)

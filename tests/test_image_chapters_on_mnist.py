@@ -34,8 +34,11 @@ from pdlearn.fid import fid_from_features
 
 
 class FrechetInceptionDistance:
-    def __init__(self, feature=2048, normalize=False):
+    real_images_seen = 0  # over all instances: tells a test how often a reference set was fed
+
+    def __init__(self, feature=2048, normalize=False, reset_real_features=True):
         assert feature == 2048 and normalize, "pdlearn asks for the 2048-wide pool features of [0, 1] images"
+        self.reset_real_features = reset_real_features
         self.features = {True: [], False: []}
 
     def to(self, device):
@@ -45,6 +48,12 @@ class FrechetInceptionDistance:
         assert imgs.ndim == 4 and imgs.shape[1] == 3, f"Inception reads [n, 3, H, W], got {tuple(imgs.shape)}"
         assert imgs.dtype == torch.float32 and 0 <= imgs.min() and imgs.max() <= 1, "normalize=True wants [0, 1]"
         self.features[bool(real)].append(F.adaptive_avg_pool2d(imgs.cpu(), 4).flatten(1))
+        FrechetInceptionDistance.real_images_seen += len(imgs) if real else 0
+
+    def reset(self):
+        self.features[False] = []
+        if self.reset_real_features:
+            self.features[True] = []
 
     def compute(self):
         real, fake = (torch.cat(self.features[k]) for k in (True, False))
