@@ -41,7 +41,7 @@ from .distill import fingerprint, progressive_distill
 from .losses import WEIGHTINGS, q_sample, weighted_error
 from .models import MLPDenoiser
 from .parameterization import expand, predict
-from .sampling import _coefs, _finish, _new_trajectory, _setup, _steps, ddim_step
+from .sampling import _coefs, _finish, _new_trajectory, _on_device, _setup, _steps, ddim_step
 from .schedules import CosineSchedule, check_steps
 from .train import fit, train_diffusion
 
@@ -230,11 +230,12 @@ def stochastic_sample(net, sched, n=None, z=None, steps=4, seed=0, return_trajec
     times = torch.arange(steps, -1, -1, dtype=torch.float64) / steps
     kw = model_kwargs or {}
     traj = _new_trajectory(times, z)
+    net_times = _on_device(times, z)
     for i in _steps(steps, progress, "stochastic sampler"):
         k = steps - i
         t, s = times[i], times[i + 1]
         alpha_t, sigma_t = _coefs(sched, t, z)
-        x_hat, eps_hat = predict(net, z, t, sched, **kw)
+        x_hat, eps_hat = predict(net, z, net_times[i], sched, **kw)
         if k == 1:
             z = ddim_step(x_hat, eps_hat, *_coefs(sched, s, z), alpha_t, sigma_t)
         else:

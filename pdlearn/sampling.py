@@ -143,6 +143,12 @@ def _coef_table(sched, times, like):
     return alpha.to(like.dtype).tolist(), sigma.to(like.dtype).tolist()
 
 
+def _on_device(times, z):
+    """The grid as the network reads it (z's device and dtype), copied once: a copy of each
+    step's time to a GPU would make the host wait for the device at every step."""
+    return times.to(z.device, z.dtype)
+
+
 def _new_trajectory(grid, z):
     return {"t": grid, "z": [z], "x_hat": []}
 
@@ -176,8 +182,9 @@ def ddim_sample(net, sched, n=None, z=None, steps=50, eta=0.0, seed=0, grid="uni
     kw = model_kwargs or {}
     traj = _new_trajectory(times, z)
     alphas, sigmas = _coef_table(sched, times, z)
+    net_times = _on_device(times, z)
     for i in _steps(len(times) - 1, progress, "DDIM"):
-        x_hat, eps_hat = predict(net, z, times[i], sched, **kw)
+        x_hat, eps_hat = predict(net, z, net_times[i], sched, **kw)
         step_noise = noise.randn() if eta > 0 else None
         z = ddim_step(x_hat, eps_hat, alphas[i + 1], sigmas[i + 1], alphas[i], sigmas[i], eta, step_noise)
         if return_trajectory:
@@ -201,11 +208,12 @@ def ddpm_sample(net, sched, n=None, z=None, steps=1000, seed=0, grid="uniform",
     times = _times(sched, steps, grid)
     kw = model_kwargs or {}
     traj = _new_trajectory(times, z)
+    net_times = _on_device(times, z)
     for i in _steps(len(times) - 1, progress, "DDPM"):
         t, s = times[i], times[i + 1]
         alpha_t, sigma_t = _coefs(sched, t, z)
         alpha_s, sigma_s = _coefs(sched, s, z)
-        x_hat, _ = predict(net, z, t, sched, **kw)
+        x_hat, _ = predict(net, z, net_times[i], sched, **kw)
         mean, var = ddpm_posterior(z, x_hat, alpha_s, sigma_s, alpha_t, sigma_t)
         step_noise = noise.randn()
         z = mean + var**0.5 * step_noise if var > 0 else mean
@@ -234,10 +242,11 @@ def ddim_invert(net, sched, x, steps=50, grid="uniform", return_trajectory=False
     times = _times(sched, steps, grid).flip(0)  # 0 -> 1
     kw = model_kwargs or {}
     traj = _new_trajectory(times, z)
+    net_times = _on_device(times, z)
     for i in _steps(len(times) - 1, progress, "DDIM inversion"):
         s, t = times[i], times[i + 1]
         alpha_t, sigma_t = _coefs(sched, t, z)
-        x_hat, eps_hat = predict(net, z, s, sched, **kw)
+        x_hat, eps_hat = predict(net, z, net_times[i], sched, **kw)
         z = alpha_t * x_hat + sigma_t * eps_hat
         if return_trajectory:
             traj["z"].append(z)

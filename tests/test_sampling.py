@@ -203,3 +203,26 @@ def test_inversion_trajectory_runs_forward_in_time(moons_model):
     z1, traj = pdl.ddim_invert(net, sched, x, steps=8, return_trajectory=True)
     assert traj["t"][0] == 0 and traj["t"][-1] == 1 and traj["z"].shape == (9, 20, 2)
     assert torch.equal(traj["z"][0], x) and torch.equal(traj["z"][-1], z1)
+
+
+def test_the_mlp_embeds_one_time_once_without_reading_device_values():
+    """A batch that shares one t (a scalar, or the stride-0 view ``predict`` passes) is embedded
+    once; the answer equals per-example embedding. Values are read only on the CPU, never on an
+    accelerator (there that would stall the device every call): a meta tensor has no values."""
+    from pdlearn.models.mlp import one_time
+
+    assert one_time(torch.tensor(0.3)) and one_time(torch.tensor([0.3])) and one_time(torch.tensor(0.3).expand(5))
+    assert one_time(torch.full((5,), 0.3))  # equal values, read on the CPU
+    assert not one_time(torch.tensor([0.3, 0.4]))
+    assert not one_time(torch.full((5,), 0.3, device="meta"))  # not read, so not known to be equal
+    net = pdl.models.MLPDenoiser(dim=2, width=32, depth=2, num_classes=3).double().eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3, generator=torch.Generator().manual_seed(p.numel()))
+    z = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    once = net(z, torch.tensor(0.7, dtype=torch.float64).expand(6), y=torch.tensor([0, 1, 2, 3, 0, 1]))
+    each = net(z, torch.tensor([0.7] * 5 + [0.2], dtype=torch.float64), y=torch.tensor([0, 1, 2, 3, 0, 1]))
+    assert torch.allclose(once[:5], each[:5], atol=1e-12) and not torch.allclose(once[5], each[5])
+    with pytest.raises(ValueError, match=r"labels must be in 0\.\.2 \(or 3 for the null label\)"):
+        net(z, 0.7, y=torch.tensor([0, 1, 2, 4, 0, 1]))
+    with pytest.raises(ValueError, match="labels must be in"):
+        net(z, 0.7, y=torch.tensor(-1))

@@ -32,13 +32,13 @@ class ClassEmbedding(nn.Module):
         self.table = nn.Embedding(num_classes + 1, dim)
 
     def forward(self, y, n):
-        if y is None:
-            y = torch.full((n,), self.num_classes, dtype=torch.long, device=self.table.weight.device)
-        y = torch.as_tensor(y, device=self.table.weight.device).long()
+        if y is None:  # the null label for all
+            return self.table(torch.full((n,), self.num_classes, dtype=torch.long, device=self.table.weight.device))
+        y = torch.as_tensor(y).long()
         if y.ndim == 0:
             y = y.expand(n)
         if y.shape != (n,):
             raise ValueError(f"labels y must have shape [{n}], got {tuple(y.shape)}")
-        if (y < 0).any() or (y > self.num_classes).any():
+        if bool(((y < 0) | (y > self.num_classes)).any()):  # checked on y's device: CPU labels make no GPU wait
             raise ValueError(f"labels must be in 0..{self.num_classes - 1} (or {self.num_classes} for the null label)")
-        return self.table(y)
+        return self.table(y.to(self.table.weight.device))

@@ -19,6 +19,15 @@ class ResidualBlock(nn.Module):
         return h + self.lin2(torch.nn.functional.silu(self.lin1(self.norm(h)) + self.emb(e)))
 
 
+def one_time(t):
+    """Whether a time tensor (scalar or [n]) holds one time for the whole batch: a scalar, one
+    entry, a broadcast view of one value (stride 0: what ``predict`` passes), or, on the CPU,
+    equal values. On a GPU the values are not read: that would wait for the device each call."""
+    if t.ndim == 0 or t.numel() == 1 or t.stride(0) == 0:
+        return True
+    return t.device.type == "cpu" and bool((t == t[0]).all())
+
+
 class MLPDenoiser(nn.Module):
     """net(z, t) -> prediction of ``self.prediction`` ('v' by default), z: [n, dim], t: [n] in [0, 1].
 
@@ -49,8 +58,7 @@ class MLPDenoiser(nn.Module):
         t = torch.as_tensor(t, dtype=z.dtype, device=z.device)
         if t.ndim > 1 or (t.ndim == 1 and t.shape[0] not in (1, n)):
             raise ValueError(f"t must be a scalar or have shape [{n}] (one time per example), got {tuple(t.shape)}")
-        if t.ndim == 0 or bool((t == t.reshape(-1)[0]).all()):
-            # one t for the whole batch (as in sampling): embed it once and broadcast, [1, width]
+        if one_time(t):  # one t for the whole batch (as in sampling): embed it once and broadcast, [1, width]
             e = self.emb(self.t_emb(t.reshape(-1)[:1]))
         else:
             e = self.emb(self.t_emb(t))
