@@ -189,6 +189,20 @@ def fit(net, loss_fn, steps, **kwargs):
     return ema
 
 
+def check_loader(loader):
+    """Under a process group of several ranks, a DataLoader must shard its data with a
+    DistributedSampler: with any other sampler every rank would draw the same minibatches,
+    and W ranks would cost W times the compute of one for the same training."""
+    if distributed.world_size() == 1 or isinstance(loader.dataset, torch.utils.data.IterableDataset):
+        return  # one process; or a stream, which shards itself by rank
+    samplers = (loader.sampler, getattr(loader.batch_sampler, "sampler", None))
+    if not any(isinstance(s, torch.utils.data.DistributedSampler) for s in samplers):
+        raise ValueError(f"under torchrun ({distributed.world_size()} ranks) every rank would draw the same "
+                         "minibatches from this DataLoader: build it with "
+                         "sampler=torch.utils.data.DistributedSampler(dataset) (and shuffle=False), or pass the "
+                         "data as a tensor, from which every rank draws its own minibatches")
+
+
 def train_diffusion(net, data, sched, steps=2_000, seed=0, batch_size=256, lr=1e-3, weighting="snr+1",
                     labels=None, p_uncond=0.0, **kwargs):
     """Train a denoiser on ``data`` (a float tensor [n, ...] or a DataLoader) with the
@@ -199,25 +213,31 @@ def train_diffusion(net, data, sched, steps=2_000, seed=0, batch_size=256, lr=1e
     Salimans, 2022). Other keyword arguments go to ``train_loop`` (ema_decay,
     checkpoint, resume, progress, ...). Returns the EMA network with ``.history``.
     Under torchrun, tensor data gives every rank its own minibatches; a DataLoader must
-    do that itself (``torch.utils.data.DistributedSampler``).
+    do that itself, with ``sampler=torch.utils.data.DistributedSampler(dataset)`` (whose
+    epoch is advanced here each time the loader runs out). A DataLoader's place in its
+    epoch is not checkpointed: a resumed run continues with a fresh pass over the data.
     """
     device = next(net.parameters()).device
     loader = None
     if isinstance(data, torch.utils.data.DataLoader):
-        loader, it = data, iter(data)
+        check_loader(data)
+        loader, it, epoch = data, iter(data), 0
     else:
         data = as_data(data, "data")
         if labels is not None and len(labels) != len(data):
             raise ValueError(f"labels must have one entry per example: got {len(labels)} labels for {len(data)} examples")
 
     def next_batch(gen):
-        nonlocal it
+        nonlocal it, epoch
         if loader is None:
             idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen)
             return data[idx], (labels[idx] if labels is not None else None)
         try:
             batch = next(it)
         except StopIteration:
+            epoch += 1
+            if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
+                loader.sampler.set_epoch(epoch)  # else every epoch would shuffle the same way
             it = iter(loader)
             batch = next(it)
         if isinstance(batch, (list, tuple)):  # (x,) from a TensorDataset of data alone, or (x, y)

@@ -7,7 +7,9 @@ each rank saves what it ends with, and the tests compare the files:
   losses, each drawn from that rank's generator), up to float round-off;
 - an interrupted two-rank run resumes from its checkpoint to the uninterrupted weights;
 - the two-rank checkpoint also resumes in a single process;
-- progressive distillation (two rounds) runs under two processes.
+- progressive distillation (two rounds) runs under two processes;
+- a DataLoader without a DistributedSampler is refused with the fix; with one, the
+  ranks read disjoint halves of the data and each new epoch is shuffled anew.
 """
 import os
 import shutil
@@ -70,6 +72,18 @@ def worker(rank, port, folder):
     student, history = pdl.progressive_distill(ema, x, SCHED, start_steps=4, end_steps=1, iters_per_round=3,
                                                batch_size=BATCH, seed=SEED, progress=False)
     out.update(student=student.state_dict(), distill_losses=[r["losses"] for r in history])
+    # a DataLoader must shard the data by rank: refused without a DistributedSampler, trained with one
+    dataset = torch.utils.data.TensorDataset(x)
+    try:
+        pdl.train_diffusion(small_net(), torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True),
+                            SCHED, steps=1, progress=False)
+        out["loader_error"] = ""
+    except ValueError as err:
+        out["loader_error"] = str(err)
+    sampler = torch.utils.data.DistributedSampler(dataset, shuffle=True, seed=SEED)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, sampler=sampler)
+    pdl.train_diffusion(small_net(), loader, SCHED, steps=len(loader) + 1, progress=False)  # into a second epoch
+    out.update(sampler_epoch=sampler.epoch, sampled=torch.tensor(list(iter(sampler))))
     torch.save(out, os.path.join(folder, f"rank{rank}.pt"))
     distributed.shutdown()
 
@@ -159,6 +173,22 @@ def test_progressive_distillation_runs_on_two_ranks(ranks):
     assert [len(l) for l in r0["distill_losses"]] == [3, 3]
     assert r0["distill_losses"] == r1["distill_losses"]
     assert max_difference(r0["student"], r0["ema"]) > 1e-4  # the student has learned
+
+
+def test_a_data_loader_must_shard_the_data_by_rank(ranks):
+    _, (r0, r1) = ranks
+    for r in (r0, r1):
+        assert "every rank would draw the same minibatches" in r["loader_error"]
+        assert "sampler=torch.utils.data.DistributedSampler(dataset)" in r["loader_error"]
+        assert r["sampler_epoch"] == 1  # the loader ran out once, and the sampler was moved to epoch 1
+    a, b = set(r0["sampled"].tolist()), set(r1["sampled"].tolist())
+    assert len(a) == len(b) == 256 and not a & b  # 512 examples, half to each rank
+
+
+def test_a_data_loader_in_one_process_needs_no_distributed_sampler():
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(moons()), batch_size=BATCH, shuffle=True)
+    net = pdl.train_diffusion(small_net(), loader, SCHED, steps=2, progress=False)
+    assert len(net.history["loss"]) == 2
 
 
 def test_without_a_process_group_nothing_changes():
