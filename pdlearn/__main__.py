@@ -143,6 +143,7 @@ def main(argv=None):
         p.error("evaluate runs in one process: python -m pdlearn evaluate ... (without torchrun)")
     if args.checkpoint_dir:
         os.environ["PDLEARN_CHECKPOINTS"] = args.checkpoint_dir  # read by budget.checkpoint_path
+    os.environ["PDLEARN_BUDGET"] = args.budget  # read by what sizes itself alone (the metrics' classifier)
     distributed.init()
     try:
         run(args)

@@ -27,8 +27,9 @@ def rounds(folder):
 
 
 @pytest.fixture(autouse=True)
-def restore_env(monkeypatch):  # main() sets PDLEARN_CHECKPOINTS; monkeypatch puts it back
+def restore_env(monkeypatch):  # main() sets PDLEARN_CHECKPOINTS and PDLEARN_BUDGET; monkeypatch puts them back
     monkeypatch.setenv("PDLEARN_CHECKPOINTS", "checkpoints")
+    monkeypatch.setenv("PDLEARN_BUDGET", os.environ.get("PDLEARN_BUDGET", "smoke"))
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +177,9 @@ def test_the_mnist_protocol_runs_on_files_in_the_mnist_format(tmp_path, monkeypa
     student = load_checkpoint(found[-1])["model"]  # the 1-step student has the teacher's architecture
     assert {k: v.shape for k, v in student.items()} == {k: v.shape for k, v in teacher.state_dict().items()}
 
-    # evaluation without a download: FID on the features of a classifier trained on the MNIST files here
+    # evaluation without a download: FID on the features of a classifier trained on the MNIST files here,
+    # at the sizes of --budget, whatever PDLEARN_BUDGET says
+    monkeypatch.setenv("PDLEARN_BUDGET", "cpu")
     capsys.readouterr()
     assert cli(folder, "evaluate", "--data", "mnist", "--start-steps", "4", "--iters-per-round", "3",
                "--steps", "2", "--n-eval", "40", "--features", "classifier") == 0
