@@ -100,3 +100,17 @@ def test_nearest_neighbours_on_the_gpu_equal_the_cpus():
     on_cpu = pdl.metrics.nearest_neighbour_distances(x, ref, chunk=64, device=torch.device("cpu"))
     assert on_gpu.device.type == "cpu"
     torch.testing.assert_close(on_gpu, on_cpu, atol=1e-9, rtol=1e-9)
+
+
+def test_the_toy_teacher_trains_on_the_gpu_and_comes_back_on_the_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDLEARN_CHECKPOINTS", str(tmp_path))
+    trained_on, train = [], pdl.recipes.train_diffusion
+
+    def spy(net, *args, **kwargs):
+        trained_on.append(next(net.parameters()).device.type)
+        return train(net, *args, **kwargs)
+
+    monkeypatch.setattr(pdl.recipes, "train_diffusion", spy)
+    net, x = pdl.recipes.toy_teacher("moons", budget_name="smoke", progress=False)
+    assert trained_on == ["cuda"] and next(net.parameters()).device.type == "cpu" and x.device.type == "cpu"
+    assert pdl.ddim_sample(net, SCHED, n=10, steps=4).device.type == "cpu"  # the 2D chapters' cells read it there
