@@ -9,6 +9,7 @@ data-vs-data floor.
     PDLEARN_BUDGET=cpu OMP_NUM_THREADS=1 python bench/ch4_lr_sweep.py [--lrs 1e-4 1e-3]
 """
 import argparse
+import copy
 import time
 
 import pdlearn as pdl
@@ -29,7 +30,8 @@ def main():
     held = pdl.data.toy(args.data, n=cfg["n_eval"], seed=SEED_HELD_OUT)
 
     def mmd(net, steps):
-        return pdl.metrics.mmd_rbf(pdl.ddim_sample(net, sched, n=cfg["n_eval"], steps=steps, seed=SEED_EVAL), held)
+        z = pdl.ddim_sample(net, sched, n=cfg["n_eval"], steps=steps, seed=SEED_EVAL).cpu()
+        return pdl.metrics.mmd_rbf(z, held)
 
     floor, floor_std = pdl.metrics.floor(lambda n, s: pdl.data.toy(args.data, n, s), cfg["n_eval"],
                                          repeats=cfg["floor_repeats"])
@@ -40,7 +42,8 @@ def main():
     print(f"{'lr':>8} | {'last-round loss':>15} | {'MMD 4 steps':>11} | {'MMD 1 step':>10} | {'time (s)':>8}")
     for lr in args.lrs:
         began, row = time.perf_counter(), {}
-        for student, record in pdl.distill.distill_rounds(teacher, x, sched, cfg["start_steps"], 1, args.iters,
+        on_device = copy.deepcopy(teacher).to(pdl.device())  # distilled where the teacher trained
+        for student, record in pdl.distill.distill_rounds(on_device, x, sched, cfg["start_steps"], 1, args.iters,
                                                           seed=0, lr=lr, batch_size=cfg["batch_size"],
                                                           progress=False):
             if record["steps"] in (4, 1):

@@ -66,7 +66,8 @@ def guided_output(net, z, t, y, w):
     t = t.expand(n) if t.ndim == 0 else t
     y = torch.as_tensor(null if y is None else y, device=z.device).long()
     y = y.expand(n) if y.ndim == 0 else y
-    out = net(torch.cat([z, z]), torch.cat([t, t]), y=torch.cat([y, torch.full_like(y, null)]))
+    t2 = t.expand(2, n).reshape(2 * n)  # [t, t]; still a stride-0 view when t is one shared time
+    out = net(torch.cat([z, z]), t2, y=torch.cat([y, torch.full_like(y, null)]))
     out_c, out_u = out.chunk(2)
     w = expand(torch.as_tensor(w, dtype=z.dtype, device=z.device), z)
     return out_c + w * (out_c - out_u)

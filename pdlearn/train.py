@@ -189,14 +189,22 @@ def fit(net, loss_fn, steps, **kwargs):
     return ema
 
 
+def distributed_sampler(loader):
+    """The DistributedSampler a DataLoader draws from (as its sampler or inside its batch
+    sampler), or None."""
+    for s in (loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
+        if isinstance(s, torch.utils.data.DistributedSampler):
+            return s
+    return None
+
+
 def check_loader(loader):
     """Under a process group of several ranks, a DataLoader must shard its data with a
     DistributedSampler: with any other sampler every rank would draw the same minibatches,
     and W ranks would cost W times the compute of one for the same training."""
     if distributed.world_size() == 1 or isinstance(loader.dataset, torch.utils.data.IterableDataset):
         return  # one process; or a stream, which shards itself by rank
-    samplers = (loader.sampler, getattr(loader.batch_sampler, "sampler", None))
-    if not any(isinstance(s, torch.utils.data.DistributedSampler) for s in samplers):
+    if distributed_sampler(loader) is None:
         raise ValueError(f"under torchrun ({distributed.world_size()} ranks) every rank would draw the same "
                          "minibatches from this DataLoader: build it with "
                          "sampler=torch.utils.data.DistributedSampler(dataset) (and shuffle=False), or pass the "
@@ -221,23 +229,22 @@ def train_diffusion(net, data, sched, steps=2_000, seed=0, batch_size=256, lr=1e
     loader = None
     if isinstance(data, torch.utils.data.DataLoader):
         check_loader(data)
-        loader, it, epoch = data, iter(data), 0
+        loader, it, sampler = data, iter(data), distributed_sampler(data)
     else:
         data = as_data(data, "data")
         if labels is not None and len(labels) != len(data):
             raise ValueError(f"labels must have one entry per example: got {len(labels)} labels for {len(data)} examples")
 
     def next_batch(gen):
-        nonlocal it, epoch
+        nonlocal it
         if loader is None:
             idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen)
             return data[idx], (labels[idx] if labels is not None else None)
         try:
             batch = next(it)
         except StopIteration:
-            epoch += 1
-            if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
-                loader.sampler.set_epoch(epoch)  # else every epoch would shuffle the same way
+            if sampler is not None:
+                sampler.set_epoch(sampler.epoch + 1)  # else every epoch would shuffle the same way
             it = iter(loader)
             batch = next(it)
         if isinstance(batch, (list, tuple)):  # (x,) from a TensorDataset of data alone, or (x, y)

@@ -191,6 +191,18 @@ def test_a_data_loader_in_one_process_needs_no_distributed_sampler():
     assert len(net.history["loss"]) == 2
 
 
+def test_a_distributed_sampler_moves_on_an_epoch_each_time_the_loader_runs_out():
+    """Also inside a batch sampler, and counting on from the epoch the sampler is at (a second run
+    on the same loader does not replay the shuffles of the first)."""
+    dataset = torch.utils.data.TensorDataset(moons()[:64])
+    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=0)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=torch.utils.data.BatchSampler(sampler, 32, False))
+    pdl.train_diffusion(small_net(), loader, SCHED, steps=5, progress=False)  # two batches an epoch: 0, 0, 1, 1, 2
+    assert sampler.epoch == 2
+    pdl.train_diffusion(small_net(), loader, SCHED, steps=3, progress=False)  # 2, 2, 3
+    assert sampler.epoch == 3
+
+
 def test_without_a_process_group_nothing_changes():
     assert not distributed.active() and distributed.rank() == 0 and distributed.world_size() == 1
     assert distributed.is_main() and distributed.rank_seed(7) == 7 and distributed.gather("a") == ["a"]

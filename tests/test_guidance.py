@@ -35,6 +35,25 @@ def test_guided_prediction_is_affine_in_w(prediction):
     assert not torch.allclose(x_c, x_u)  # the test means something: the two predictions differ
 
 
+def test_a_shared_time_reaches_the_doubled_batch_as_a_broadcast_view():
+    """guided_output calls the network once on [z, z]: a shared t stays a stride-0 view, so the MLP
+    embeds it once without reading its values (on a GPU that would wait for the device)."""
+    net, strides = conditional_net(), []
+    forward = net.forward
+
+    def spy(z, t, y=None, w=None):
+        strides.append(t.stride())
+        return forward(z, t, y=y, w=w)
+
+    net.forward = spy
+    z, y = torch.randn(5, 2), torch.tensor([0, 1, 2, 0, 1])
+    with torch.no_grad():
+        shared = guidance.guided_output(net, z, torch.tensor(0.4), y, 2.0)
+        each = guidance.guided_output(net, z, torch.full((5,), 0.4), y, 2.0)
+    assert strides == [(0,), (1,)]
+    torch.testing.assert_close(shared, each, rtol=1e-5, atol=1e-6)
+
+
 def test_guided_wrapper_samples_and_needs_labels():
     net = conditional_net()
     teacher = guidance.Guided(net)
