@@ -151,12 +151,14 @@ def train_loop(net, loss_fn, steps, lr=1e-3, warmup=None, decay="cosine", weight
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup, decay)
         loss = loss_fn(model, gen)
-        shown = distributed.mean(loss.detach())  # the same on every rank, so all stop together on NaN
-        if not torch.isfinite(shown):
+        # read once per step (on a GPU every read waits for the device): the same on every rank, so all
+        # ranks stop together on NaN, before the backward pass can spread it into the weights
+        shown = float(distributed.mean(loss.detach()))
+        if not math.isfinite(shown):
             bar.close()
             last = f"; the last checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
             raise FloatingPointError(
-                f"the loss became {shown.item()} at step {step}: lower the learning rate (lr={lr}), keep gradient "
+                f"the loss became {shown} at step {step}: lower the learning rate (lr={lr}), keep gradient "
                 f"clipping on (grad_clip={grad_clip}), and check the data for NaN/inf or extreme values{last}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -165,7 +167,7 @@ def train_loop(net, loss_fn, steps, lr=1e-3, warmup=None, decay="cosine", weight
         opt.step()
         if ema is not net:
             ema_update(ema, net, ema_decay, step)
-        history.append(shown.item())
+        history.append(shown)
         bar.update(1)
         if step % 50 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{sum(history[-50:]) / len(history[-50:]):.4f}")

@@ -114,3 +114,28 @@ def test_the_toy_teacher_trains_on_the_gpu_and_comes_back_on_the_cpu(tmp_path, m
     net, x = pdl.recipes.toy_teacher("moons", budget_name="smoke", progress=False)
     assert trained_on == ["cuda"] and next(net.parameters()).device.type == "cpu" and x.device.type == "cpu"
     assert pdl.ddim_sample(net, SCHED, n=10, steps=4).device.type == "cpu"  # the 2D chapters' cells read it there
+
+
+def device_waits(fn):
+    """How many times ``fn()`` makes the host wait for the GPU (torch's sync debug mode warns on each)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def test_a_ddim_step_does_not_wait_for_the_gpu():
+    """The time grid goes to the GPU once per call and the MLP tells a shared time by its stride,
+    so deterministic DDIM waits for the device as often at 16 steps as at 4 (per call, not per step)."""
+    net = small_net().to(CUDA).eval()
+    z = torch.randn(256, 2, device=CUDA)
+    pdl.ddim_sample(net, SCHED, z=z, steps=4)  # warm-up
+    few = device_waits(lambda: pdl.ddim_sample(net, SCHED, z=z, steps=4))
+    many = device_waits(lambda: pdl.ddim_sample(net, SCHED, z=z, steps=16))
+    assert many == few, f"{many - few} more waits for 12 more steps"
