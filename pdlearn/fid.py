@@ -17,7 +17,7 @@ import torch
 
 from .budget import device as default_device
 from .data import as_data
-from .digits_classifier import image_classifier
+from .digits_classifier import accuracy, image_classifier
 from .images import data_dir, image_set
 
 
@@ -182,8 +182,7 @@ def class_accuracy(x, labels, name=None):
     if labels.shape != (x.shape[0],):
         raise ValueError(f"labels must have one entry per image: got shape {tuple(labels.shape)} "
                          f"for {x.shape[0]} images")
-    predicted = torch.cat([net(c).argmax(1) for c in x.split(1024)])
-    return float((predicted == labels).float().mean())
+    return accuracy(net, x, labels)
 
 
 @torch.no_grad()
@@ -234,10 +233,6 @@ def _feed(metric, images, real, device, batch_size=256):
         metric.update(chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk, real=real)
 
 
-def _inception_device(device):
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def inception_fid(x, y, device=None, batch_size=256):
     """The standard FID (Heusel et al., 2017) between image sets x and y [n, C, H, W] in
     [-1, 1] (C = 1 or 3), on Inception-v3 features via torchmetrics. For MNIST /
@@ -245,7 +240,7 @@ def inception_fid(x, y, device=None, batch_size=256):
     Needs ``pip install "torchmetrics[image]"`` (which also brings torchvision:
     install it on Colab, not beside a CPU-only torch). Against a set's test split,
     ``image_fid`` does the same and pushes the test split through Inception only once."""
-    device = _inception_device(device)
+    device = torch.device(device or default_device())
     metric = _inception_metric(device)
     _feed(metric, y, True, device, batch_size)
     _feed(metric, x, False, device, batch_size)
@@ -255,7 +250,7 @@ def inception_fid(x, y, device=None, batch_size=256):
 def _inception_reference(name, device=None):
     """A torchmetrics FID that holds the Inception statistics of the test split of ``name``
     (kept per set, data folder and device, with ``reset_real_features=False``) and no samples."""
-    device = _inception_device(device)
+    device = torch.device(device or default_device())
     key = (name, _source(name), str(device))
     if key not in _INCEPTION_REFERENCES:
         metric = _inception_metric(device, reset_real_features=False)
