@@ -36,12 +36,27 @@ def compute():
     """Every golden value, computed afresh in an empty checkpoint folder at the smoke budget."""
     import pdlearn as pdl
 
+    saved = {k: os.environ.get(k) for k in ("PDLEARN_CHECKPOINTS", "PDLEARN_BUDGET")}
+    threads = torch.get_num_threads()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            os.environ["PDLEARN_CHECKPOINTS"] = folder
+            os.environ["PDLEARN_BUDGET"] = "smoke"
+            torch.set_num_threads(1)
+            return _compute(pdl)
+    finally:
+        torch.set_num_threads(threads)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _compute(pdl):
     out = {}
     sched = pdl.CosineSchedule()
-    with tempfile.TemporaryDirectory() as folder:
-        os.environ["PDLEARN_CHECKPOINTS"] = folder
-        os.environ["PDLEARN_BUDGET"] = "smoke"
-        torch.set_num_threads(1)
+    if True:
 
         # noise streams and seeds
         from pdlearn.sampling import NoiseSource
