@@ -56,75 +56,74 @@ def compute():
 def _compute(pdl):
     out = {}
     sched = pdl.CosineSchedule()
-    if True:
 
-        # noise streams and seeds
-        from pdlearn.sampling import NoiseSource
+    # noise streams and seeds
+    from pdlearn.sampling import NoiseSource
 
-        out["noise"] = _digest(NoiseSource(70, (2,), seed=3).randn())
-        out["rank_seed"] = [pdl.distributed.rank_seed(5, r) for r in range(3)]
+    out["noise"] = _digest(NoiseSource(70, (2,), seed=3).randn())
+    out["rank_seed"] = [pdl.distributed.rank_seed(5, r) for r in range(3)]
 
-        # chapter 1-4: the 2D teachers and students
-        net, x = pdl.recipes.toy_teacher("moons", progress=False)
-        out["moons_teacher_loss"] = net.history["loss"][-5:]
-        out["moons_ddim8"] = _digest(pdl.ddim_sample(net, sched, n=100, steps=8, seed=0))
-        out["moons_ddpm16"] = _digest(pdl.ddpm_sample(net, sched, n=100, steps=16, seed=1))
-        out["moons_invert"] = _digest(pdl.ddim_invert(net, sched, x[:50], steps=10))
-        ref = pdl.data.toy("moons", n=500, seed=7)
-        z = pdl.ddim_sample(net, sched, n=500, steps=16, seed=0)
-        out["mmd"] = pdl.metrics.mmd_rbf(z, ref)
-        out["sliced_wasserstein"] = pdl.metrics.sliced_wasserstein(z, ref, seed=0)
-        out["mmd_floor"] = list(pdl.metrics.floor(lambda n, s: pdl.data.toy("moons", n, s), 300, repeats=3))
-        student, history = pdl.progressive_distill(net, x, sched, start_steps=8, end_steps=1, iters_per_round=20,
-                                                   seed=0, progress=False,
-                                                   checkpoint=pdl.checkpoint_path("golden_distill"))
-        out["pd_losses"] = [r["loss"] for r in history]
-        out["pd_student"] = _digest(pdl.ddim_sample(student, sched, n=100, steps=1, seed=0))
-        one, info = pdl.distill.one_step_distill(net, sched, n_pairs=64, teacher_steps=8, iters=20, seed=0,
-                                                 progress=False)
-        out["one_step"] = _digest(pdl.ddim_sample(one, sched, n=100, steps=1, seed=0))
-        checker, _ = pdl.recipes.toy_teacher("checkerboard", progress=False)
-        out["checkerboard_teacher_loss"] = checker.history["loss"][-3:]
+    # chapter 1-4: the 2D teachers and students
+    net, x = pdl.recipes.toy_teacher("moons", progress=False)
+    out["moons_teacher_loss"] = net.history["loss"][-5:]
+    out["moons_ddim8"] = _digest(pdl.ddim_sample(net, sched, n=100, steps=8, seed=0))
+    out["moons_ddpm16"] = _digest(pdl.ddpm_sample(net, sched, n=100, steps=16, seed=1))
+    out["moons_invert"] = _digest(pdl.ddim_invert(net, sched, x[:50], steps=10))
+    ref = pdl.data.toy("moons", n=500, seed=7)
+    z = pdl.ddim_sample(net, sched, n=500, steps=16, seed=0)
+    out["mmd"] = pdl.metrics.mmd_rbf(z, ref)
+    out["sliced_wasserstein"] = pdl.metrics.sliced_wasserstein(z, ref, seed=0)
+    out["mmd_floor"] = list(pdl.metrics.floor(lambda n, s: pdl.data.toy("moons", n, s), 300, repeats=3))
+    student, history = pdl.progressive_distill(net, x, sched, start_steps=8, end_steps=1, iters_per_round=20,
+                                               seed=0, progress=False,
+                                               checkpoint=pdl.checkpoint_path("golden_distill"))
+    out["pd_losses"] = [r["loss"] for r in history]
+    out["pd_student"] = _digest(pdl.ddim_sample(student, sched, n=100, steps=1, seed=0))
+    one, info = pdl.distill.one_step_distill(net, sched, n_pairs=64, teacher_steps=8, iters=20, seed=0,
+                                             progress=False)
+    out["one_step"] = _digest(pdl.ddim_sample(one, sched, n=100, steps=1, seed=0))
+    checker, _ = pdl.recipes.toy_teacher("checkerboard", progress=False)
+    out["checkerboard_teacher_loss"] = checker.history["loss"][-3:]
 
-        # chapter 7, 2D: the guided teacher, both stages, the stochastic sampler, fidelity
-        gnet, gx, gy = pdl.guidance.toy_guided_teacher(progress=False)
-        out["guided_teacher_loss"] = gnet.history["loss"][-3:]
-        labels = torch.arange(100) % 8
-        out["guided_ddim"] = _digest(pdl.ddim_sample(pdl.guidance.Guided(gnet), sched, n=100, steps=8, seed=0,
-                                                     model_kwargs=dict(y=labels, w=2.0)))
-        s1 = pdl.guidance.distill_w(gnet, gx, gy, sched, iters=20, batch_size=64, seed=0, progress=False)
-        out["stage1_loss"] = s1.history["loss"][-3:]
-        s2, h2 = pdl.guidance.distill_w_progressive(s1, gx, gy, sched, start_steps=4, end_steps=1,
-                                                    iters_per_round=10, batch_size=64, seed=0, progress=False)
-        out["stage2_losses"] = [r["loss"] for r in h2]
-        out["stochastic"] = _digest(pdl.guidance.stochastic_sample(s2, sched, n=100, steps=4, seed=0,
-                                                                    model_kwargs=dict(y=labels, w=1.0)))
-        fid = pdl.guidance.class_fidelity(pdl.ddim_sample(s2, sched, n=100, steps=1, seed=0,
-                                                          model_kwargs=dict(y=labels, w=1.0)), labels, gx, gy)
-        out["class_fidelity"] = [fid[k] for k in sorted(fid)]
+    # chapter 7, 2D: the guided teacher, both stages, the stochastic sampler, fidelity
+    gnet, gx, gy = pdl.guidance.toy_guided_teacher(progress=False)
+    out["guided_teacher_loss"] = gnet.history["loss"][-3:]
+    labels = torch.arange(100) % 8
+    out["guided_ddim"] = _digest(pdl.ddim_sample(pdl.guidance.Guided(gnet), sched, n=100, steps=8, seed=0,
+                                                 model_kwargs=dict(y=labels, w=2.0)))
+    s1 = pdl.guidance.distill_w(gnet, gx, gy, sched, iters=20, batch_size=64, seed=0, progress=False)
+    out["stage1_loss"] = s1.history["loss"][-3:]
+    s2, h2 = pdl.guidance.distill_w_progressive(s1, gx, gy, sched, start_steps=4, end_steps=1,
+                                                iters_per_round=10, batch_size=64, seed=0, progress=False)
+    out["stage2_losses"] = [r["loss"] for r in h2]
+    out["stochastic"] = _digest(pdl.guidance.stochastic_sample(s2, sched, n=100, steps=4, seed=0,
+                                                                model_kwargs=dict(y=labels, w=1.0)))
+    fid = pdl.guidance.class_fidelity(pdl.ddim_sample(s2, sched, n=100, steps=1, seed=0,
+                                                      model_kwargs=dict(y=labels, w=1.0)), labels, gx, gy)
+    out["class_fidelity"] = [fid[k] for k in sorted(fid)]
 
-        # chapters 5-7, images: teacher, students, guided students, metrics
-        inet, ix = pdl.recipes.image_teacher(progress=False)
-        out["image_teacher_loss"] = inet.history["loss"][-5:]
-        samples = pdl.ddim_sample(inet, sched, n=64, steps=4, seed=0)
-        out["image_ddim4"] = _digest(samples)
-        out["digits_fid"] = pdl.metrics.image_fid(samples, "digits")
-        out["digits_fid_floor"] = list(pdl.metrics.image_fid_floor(64, "digits", repeats=2))
-        out["digits_fid_floor_balanced"] = list(pdl.metrics.image_fid_floor(60, "digits", repeats=2, balanced=True))
-        mem = pdl.metrics.memorisation(samples, ix, pdl.data.digits("test"))
-        out["memorisation"] = [mem["sample_median"], mem["heldout_median"], mem["threshold"], mem["copy_fraction"]]
-        conf = pdl.metrics.classifier_confidence(samples)
-        out["confidence"] = [conf["confident"], conf["mean_confidence"]]
-        out["class_accuracy"] = pdl.metrics.class_accuracy(samples, torch.arange(64) % 10)
-        students, hist = pdl.recipes.image_students(progress=False)
-        out["image_pd_losses"] = [r["loss"] for r in hist]
-        out["image_student1"] = _digest(pdl.ddim_sample(students[1], sched, n=16, steps=1, seed=0))
-        teacher, gstudents, _, _, ghist = pdl.recipes.guided_image_students(progress=False)
-        out["guided_image_teacher_loss"] = teacher.history["loss"][-3:]
-        out["guided_image_losses"] = [r["loss"] for r in ghist]
-        lab = torch.arange(16) % 10
-        out["guided_image_student1"] = _digest(pdl.ddim_sample(gstudents[1], sched, n=16, steps=1, seed=0,
-                                                               model_kwargs=dict(y=lab, w=1.0)))
+    # chapters 5-7, images: teacher, students, guided students, metrics
+    inet, ix = pdl.recipes.image_teacher(progress=False)
+    out["image_teacher_loss"] = inet.history["loss"][-5:]
+    samples = pdl.ddim_sample(inet, sched, n=64, steps=4, seed=0)
+    out["image_ddim4"] = _digest(samples)
+    out["digits_fid"] = pdl.metrics.image_fid(samples, "digits")
+    out["digits_fid_floor"] = list(pdl.metrics.image_fid_floor(64, "digits", repeats=2))
+    out["digits_fid_floor_balanced"] = list(pdl.metrics.image_fid_floor(60, "digits", repeats=2, balanced=True))
+    mem = pdl.metrics.memorisation(samples, ix, pdl.data.digits("test"))
+    out["memorisation"] = [mem["sample_median"], mem["heldout_median"], mem["threshold"], mem["copy_fraction"]]
+    conf = pdl.metrics.classifier_confidence(samples)
+    out["confidence"] = [conf["confident"], conf["mean_confidence"]]
+    out["class_accuracy"] = pdl.metrics.class_accuracy(samples, torch.arange(64) % 10)
+    students, hist = pdl.recipes.image_students(progress=False)
+    out["image_pd_losses"] = [r["loss"] for r in hist]
+    out["image_student1"] = _digest(pdl.ddim_sample(students[1], sched, n=16, steps=1, seed=0))
+    teacher, gstudents, _, _, ghist = pdl.recipes.guided_image_students(progress=False)
+    out["guided_image_teacher_loss"] = teacher.history["loss"][-3:]
+    out["guided_image_losses"] = [r["loss"] for r in ghist]
+    lab = torch.arange(16) % 10
+    out["guided_image_student1"] = _digest(pdl.ddim_sample(gstudents[1], sched, n=16, steps=1, seed=0,
+                                                           model_kwargs=dict(y=lab, w=1.0)))
     return out
 
 
