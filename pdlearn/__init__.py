@@ -9,7 +9,7 @@
 from . import data, losses, metrics, models, parameterization, recipes, sampling, schedules
 from . import distill, distributed
 from . import guidance
-from . import speed
+from . import progress, seeding, speed, timing, validate
 from . import viz, widgets
 from .budget import budget, checkpoint_path, device, image_data, sizes
 from .distill import progressive_distill

@@ -22,6 +22,7 @@ from torch import nn
 
 from .budget import checkpoint_path, device, sizes
 from .images import digits, image_set
+from .progress import trange
 
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "digits_classifier.pt")
 FORMAT = "pdlearn-digits-classifier-1"
@@ -81,8 +82,6 @@ def train_classifier(steps=3000, batch_size=128, lr=2e-3, seed=0, progress=True,
     """Train a DigitsClassifier, sized by the images, on the 'train' split of image set
     ``name`` (cross-entropy on augmented images, AdamW, cosine decay), on ``device()``.
     Returns (net in eval mode on the CPU, accuracy on the held-out 'test' split)."""
-    from tqdm.auto import trange
-
     x, y = image_set(name, "train", return_labels=True)
     x_test, y_test = image_set(name, "test", return_labels=True)
     gen = torch.Generator().manual_seed(seed)
@@ -92,7 +91,7 @@ def train_classifier(steps=3000, batch_size=128, lr=2e-3, seed=0, progress=True,
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     net.train()
-    for _ in trange(steps, desc=f"{name} classifier", disable=not progress):
+    for _ in trange(steps, desc=f"{name} classifier", disable=not progress, unit="step"):
         idx = torch.randint(0, x.shape[0], (batch_size,), generator=gen)
         loss = F.cross_entropy(net(augment(x[idx], gen).to(at)), y[idx].to(at))
         opt.zero_grad(set_to_none=True)

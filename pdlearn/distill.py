@@ -27,6 +27,7 @@ from .data import as_data
 from .losses import WEIGHTINGS, q_sample, weighted_error
 from .parameterization import expand, predict
 from .sampling import NoiseSource, ddim_sample, ddim_step
+from .seeding import derive_seed
 from .train import architecture, check_same_architecture, fit
 
 
@@ -226,7 +227,7 @@ def distill_rounds(teacher, data, sched, start_steps=256, end_steps=1, iters_per
         student = copy.deepcopy(teacher)
         began = time.perf_counter()
         student = distill_round(teacher, student, data, sched, steps, iters_per_round, lr=lr, batch_size=batch_size,
-                                weighting=weighting, warmup=warmup, ema_decay=ema_decay, seed=seed * 1000 + k,
+                                weighting=weighting, warmup=warmup, ema_decay=ema_decay, seed=derive_seed(seed, "round", k),
                                 checkpoint=path, checkpoint_every=checkpoint_every, resume=resume,
                                 progress=progress and not loaded, model_kwargs=model_kwargs,
                                 desc=f"round {k}/{rounds}: {2 * steps} -> {steps} steps")
@@ -291,7 +292,7 @@ def one_step_distill(teacher, sched, n_pairs, teacher_steps, iters, lr=1e-3, bat
         L = E || x - x_hat_student(z_1, t = 1) ||^2
 
     on them; the student starts from the teacher's weights and samples with one DDIM step.
-    Pairs use noise seeds disjoint from the samplers' default seeds (seed + 1000).
+    Pairs use noise seeds disjoint from the samplers' default seeds (``derive_seed(seed, 'pairs')``).
 
     Returns (student, info) with info = {'teacher_evals': n_pairs * teacher_steps,
     'n_pairs', 'teacher_steps', 'pairs_s' (seconds spent building the pairs)}. ``checkpoint``
@@ -305,7 +306,7 @@ def one_step_distill(teacher, sched, n_pairs, teacher_steps, iters, lr=1e-3, bat
         tag = fingerprint(teacher, repr(sched), n_pairs, teacher_steps, iters, lr, batch_size, seed, ema_decay)
         path = f"{checkpoint[:-3] if checkpoint.endswith('.pt') else checkpoint}-{tag}.pt"
     began = time.perf_counter()
-    z1, x = teacher_pairs(teacher, sched, n_pairs, teacher_steps, seed=seed + 1000, progress=progress)
+    z1, x = teacher_pairs(teacher, sched, n_pairs, teacher_steps, seed=derive_seed(seed, "pairs"), progress=progress)
     pairs_s = time.perf_counter() - began
     student = copy.deepcopy(teacher).requires_grad_(True)
 

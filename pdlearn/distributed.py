@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from .seeding import derive_seed
+
 
 def launched():
     """Whether torchrun (or another launcher) started this process: RANK and WORLD_SIZE are set."""
@@ -82,17 +84,12 @@ def describe():
     return f"rank {rank()} of {world_size()} ({dist.get_backend()}, {device()})"
 
 
-RANK_STRIDE = 1_000_003  # a prime far from the seeds a run uses (distill_rounds: seed * 1000 + round)
-
-
 def rank_seed(seed, rank_=None):
-    """The seed of a rank's random generator: seed + 1,000,003 * rank.
-
-    Rank 0 keeps ``seed``, so a run without a process group is unchanged; the other
-    ranks get streams of their own (their own minibatches, times and noise). The
-    stride stays small on purpose: torch's CPU generator keeps only the low 32 bits
-    of a seed, so seed + rank * 2^32 would hand every rank the same stream."""
-    return seed + RANK_STRIDE * (rank() if rank_ is None else rank_)
+    """The seed of a rank's random generator, ``derive_seed(seed, 'rank', rank)`` (seed +
+    1,000,003 * rank; see ``seeding``): rank 0 keeps ``seed``, so a run without a process
+    group is unchanged, and the other ranks get streams of their own (their own minibatches,
+    times and noise)."""
+    return derive_seed(seed, "rank", rank() if rank_ is None else rank_)
 
 
 class DDP(DistributedDataParallel):

@@ -7,6 +7,7 @@ floor moves by about 20% between draws. Show every number next to ``floor``.
 import torch
 
 from .data import as_data
+from .seeding import derive_seed
 
 BANDWIDTHS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
@@ -88,11 +89,45 @@ def floor(draw, n, metric=mmd_rbf, repeats=5, seed=0):
     ``lambda n, seed: pdl.data.toy('moons', n, seed)``."""
     values = []
     for r in range(repeats):
-        a = draw(n, 10_000 + seed * 1000 + 2 * r)
-        b = draw(n, 10_000 + seed * 1000 + 2 * r + 1)
+        a = draw(n, derive_seed(seed, "floor", r, 0))
+        b = draw(n, derive_seed(seed, "floor", r, 1))
         values.append(metric(a, b))
     v = torch.tensor(values, dtype=torch.float64)
     return float(v.mean()), float(v.std()) if repeats > 1 else 0.0
+
+
+VERDICTS = ("better", "tie", "worse")
+
+
+def verdict(score, reference, spread, k=2.0, lower_is_better=True):
+    """The book's one comparison rule: is ``score`` better than ``reference``, a tie, or worse?
+
+        d = score - reference
+        'tie'     when |d| <= k * spread              (k = 2 by default)
+        'better'  when d < -k * spread  (lower is better: MMD, FID, milliseconds)
+        'worse'   when d > +k * spread
+
+    ``spread`` is the standard deviation of the null: the spread of the data-vs-data floor
+    drawn like the samples (``floor``, ``image_fid_floor``), or the spread of repeated
+    paired timings. A difference inside two spreads is a tie, whatever the digits say.
+    With ``lower_is_better=False`` (accuracy, confidence) 'better' and 'worse' swap.
+    """
+    score, reference, spread = float(score), float(reference), float(spread)
+    if not spread >= 0:
+        raise ValueError(f"spread must be a standard deviation >= 0, got {spread}")
+    if not k > 0:
+        raise ValueError(f"k must be > 0 (how many spreads make a difference), got {k}")
+    d = score - reference if lower_is_better else reference - score
+    if abs(d) <= k * spread:
+        return "tie"
+    return "better" if d < 0 else "worse"
+
+
+def with_floor(score, floor, fmt=".5f"):
+    """A score beside its floor, as the book prints them: ``'0.00123 (floor 0.00040 +- 0.00041)'``.
+    ``floor`` is the (mean, std) of ``floor`` or ``image_fid_floor``."""
+    mean, std = floor
+    return f"{score:{fmt}} (floor {mean:{fmt}} +- {std:{fmt}})"
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,9 @@ import torch
 
 from .data import as_data
 from .parameterization import predict
+from .progress import trange
 from .schedules import check_steps
+from .seeding import derive_seed
 
 BLOCK = 64  # samples per random generator
 
@@ -36,7 +38,7 @@ class NoiseSource:
     def __init__(self, n, shape, seed=0, dtype=torch.float32, device="cpu"):
         self.n, self.shape, self.dtype, self.device = n, tuple(shape), dtype, device
         n_blocks = (n + BLOCK - 1) // BLOCK
-        self.generators = [torch.Generator().manual_seed(int(seed) * 1_000_003 + b) for b in range(n_blocks)]
+        self.generators = [torch.Generator().manual_seed(derive_seed(seed, "noise", b)) for b in range(n_blocks)]
         self.skipped = 0
 
     def skip(self):
@@ -268,6 +270,4 @@ def inversion_error(net, sched, x, steps=50, grid="uniform", model_kwargs=None):
 def _steps(count, progress, desc):
     if not progress:
         return range(count)
-    from tqdm.auto import trange
-
     return trange(count, desc=desc, leave=False)

@@ -9,8 +9,8 @@ close real samplers come to that:
 
     latency(N) ~ overhead + N * (network + per-step bookkeeping)
 
-- ``time_fn`` / ``time_fns``: median and spread of repeated calls, after warm-up,
-  with CUDA synchronisation before every clock reading whenever CUDA is in use;
+- ``time_fn`` / ``time_fns`` / ``paired`` (from ``timing``): median and spread of
+  repeated, interleaved calls on the thread-CPU or wall clock, and paired ratios;
 - ``sampler_latency``: one row (ms per batch, ms per sample, samples per second)
   for a DDIM sampler at a given step count, batch size, thread count, precision;
 - ``sweep``: rows over step counts, batch sizes and thread counts;
@@ -23,145 +23,31 @@ close real samplers come to that:
 Timings on a shared machine move by 1.5x between runs: compare rows measured in
 one call (``time_fns`` interleaves its functions), and read ratios, not absolutes.
 """
-import contextlib
 import itertools
 import math
-import statistics
-import time
 
 import torch
 
+from .progress import bar
 from .sampling import NoiseSource, ddim_sample
 from .schedules import LinearBetaSchedule, check_steps
+from .timing import (beyond_bound, num_threads, paired, paired_ratio, stopwatch, synchronize,  # noqa: F401
+                     time_fn, time_fns)
+from .validate import network_device, positive_int
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_S = 0.05  # a sampling call shorter than this is timed over several back-to-back calls
 
 
-def _check_counts(repeats, warmup):
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer (how many timed calls), got {repeats!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an integer >= 0 (untimed calls before timing), got {warmup!r}")
-
-
-def synchronize():
-    """Wait for the GPU's queued kernels, when CUDA is in use (a no-op on a CPU): call it
-    before reading a clock around GPU work, which otherwise times only the launches."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-
-
-def _sync_fn(sync):
-    """sync='auto': ``synchronize`` (CUDA's, when it is in use); True: ``torch.cuda.synchronize``;
-    a callable: itself; False / None: nothing."""
-    if sync == "auto":
-        return synchronize
-    if sync is True:
-        return torch.cuda.synchronize
-    if callable(sync):
-        return sync
-    if sync in (False, None):
-        return lambda: None
-    raise ValueError(f"sync must be 'auto', True, False or a callable, got {sync!r}")
-
-
-def _summary(times):
-    """Median and spread (interquartile range) of a list of seconds."""
-    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else (times[0],) * 3
-    return dict(median_s=statistics.median(times), spread_s=q3 - q1, min_s=min(times), times=list(times))
-
-
-def _timed(fn, sync, number=1):
-    """Seconds per call of ``number`` back-to-back calls, the clock read after synchronising."""
-    sync()
-    began = time.perf_counter()
-    for _ in range(number):
-        fn()
-    sync()
-    return (time.perf_counter() - began) / number
-
-
-def time_fns(fns, repeats=5, warmup=1, sync="auto", min_s=0.0, progress=False):
-    """Time several functions interleaved: each repeat times every function once, in order.
-
-    Interleaving exposes all of them to the same slow moments of a shared machine, so
-    their ratios are steadier than those of back-to-back runs. GPU kernels run
-    asynchronously, so the clock is read only after ``sync()``: by default ('auto')
-    ``torch.cuda.synchronize()`` whenever CUDA is in use, otherwise it would time the
-    launches, not the work (``sync=False`` times the launches on purpose).
-    With ``min_s`` > 0 each timing covers ``number`` back-to-back calls, enough to last
-    ``min_s`` seconds (found by doubling, as ``timeit``'s autorange does), and is divided
-    by ``number``: a clock reading of a fraction of a millisecond is mostly noise.
-    ``progress`` (True or a description) shows a bar over the repeats. Returns {name:
-    {'median_s', 'spread_s' (interquartile range), 'min_s', 'times', 'number'}}, times in
-    seconds per call.
-    """
-    _check_counts(repeats, warmup)
-    sync = _sync_fn(sync)
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    numbers = {name: _calls_lasting(fn, sync, min_s) for name, fn in fns.items()}
-    times = {name: [] for name in fns}
-    for _ in _bar(range(repeats), progress):
-        for name, fn in fns.items():
-            times[name].append(_timed(fn, sync, numbers[name]))
-    return {name: dict(_summary(ts), number=numbers[name]) for name, ts in times.items()}
-
-
-def _calls_lasting(fn, sync, min_s):
-    """The smallest number of back-to-back calls, 1, 2, 4, ..., that lasts at least min_s seconds."""
-    number = 1
-    while min_s > 0 and _timed(fn, sync, number) * number < min_s:
-        number *= 2
-    return number
-
-
 def _bar(iterable, progress):
     if not progress:
         return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=progress if isinstance(progress, str) else "timing", leave=False)
-
-
-def paired_ratio(a, b):
-    """Median over repeats of a's time / b's time, for two timings of one ``time_fns`` call.
-
-    Each repeat timed both back to back, so a busy moment slows both and largely cancels
-    in their ratio: steadier than the ratio of the two medians."""
-    return statistics.median(x / y for x, y in zip(a["times"], b["times"]))
-
-
-def time_fn(fn, repeats=5, warmup=1, sync="auto", min_s=0.0):
-    """Median and spread of ``repeats`` timed calls of ``fn()`` after ``warmup`` calls that are
-    not counted (see ``time_fns``): {'median_s', 'spread_s', 'min_s', 'times', 'number'}."""
-    return time_fns({"fn": fn}, repeats, warmup, sync, min_s)["fn"]
-
-
-@contextlib.contextmanager
-def num_threads(threads):
-    """Run the block with ``torch.set_num_threads(threads)`` (None: leave it), then restore."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _device(net):
-    params = list(net.parameters())
-    return params[0].device if params else torch.device("cpu")
+    return bar(iterable, desc=progress if isinstance(progress, str) else "timing", leave=False, summary=True)
 
 
 def start_noise(net, batch_size, seed=0):
     """z_1 for ``batch_size`` samples of ``net.sample_shape`` on the network's device (per-sample seeded)."""
-    return NoiseSource(batch_size, net.sample_shape, seed=seed, device=_device(net)).randn()
+    return NoiseSource(batch_size, net.sample_shape, seed=seed, device=network_device(net)).randn()
 
 
 def _sampler_fn(net, sched, steps, z, sampler="pdlearn", precision="fp32", model_kwargs=None):
@@ -206,10 +92,8 @@ def sampler_latency(net, sched, steps, batch_size, repeats=5, warmup=1, sampler=
     calls (``time_fns``). Returns a dict: sampler, steps, nfe, batch_size, threads, device,
     precision, compiled, median_ms, spread_ms, ms_per_sample, samples_per_s, repeats.
     """
-    check_steps(steps)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    device = _device(net)
+    steps, batch_size = check_steps(steps), positive_int(batch_size, "batch_size")
+    device = network_device(net)
     z = start_noise(net, batch_size, seed)
     model = torch.compile(net) if compile else net
     run = _sampler_fn(model, sched, steps, z, sampler, precision, model_kwargs)
@@ -244,7 +128,7 @@ def nfe_speedup_table(net, sched, steps=(256, 64, 16, 4, 1), batch_size=256, rep
     z = start_noise(net, batch_size, seed)
     fns = {n: _sampler_fn(net, sched, n, z, model_kwargs=model_kwargs) for n in steps}
     with num_threads(threads):
-        timings = time_fns(fns, repeats, warmup, sync=_device(net).type == "cuda", min_s=min_s,
+        timings = time_fns(fns, repeats, warmup, sync=network_device(net).type == "cuda", min_s=min_s,
                            progress=progress and f"batch {batch_size}: {len(steps)} step counts, repeats")
     teacher_steps, rows = steps[0], []
     for n in steps:
@@ -326,7 +210,7 @@ def compare_with_diffusers(net, sched, steps, batch_size, repeats=5, warmup=1, t
     fns = {name: _sampler_fn(net, sched, steps, z, name) for name in ("pdlearn", "diffusers")}
     diff = float((fns["pdlearn"]() - fns["diffusers"]()).abs().max())
     with num_threads(threads):
-        timing = time_fns(fns, repeats, warmup, sync=_device(net).type == "cuda", min_s=min_s)
+        timing = time_fns(fns, repeats, warmup, sync=network_device(net).type == "cuda", min_s=min_s)
     ours, theirs = timing["pdlearn"], timing["diffusers"]
     return dict(steps=steps, batch_size=batch_size, pdlearn_ms=ours["median_s"] * 1e3,
                 diffusers_ms=theirs["median_s"] * 1e3, ratio=paired_ratio(ours, theirs), max_abs_diff=diff)
@@ -339,7 +223,7 @@ def compare_with_diffusers(net, sched, steps, batch_size, repeats=5, warmup=1, t
 def gpu_variants(net, sched, steps, batch_size, repeats=5, warmup=2, seed=0):
     """Rows of ``sampler_latency`` for fp32, autocast fp16, autocast bf16 and ``torch.compile`` (fp32)
     on the network's CUDA device. On a CPU it prints a note and returns [] (no numbers are made up)."""
-    if _device(net).type != "cuda":
+    if network_device(net).type != "cuda":
         print("gpu_variants: the network is not on a CUDA device; autocast and torch.compile rows are measured "
               "on a GPU only (run with the gpu budget on a GPU machine).")
         return []

@@ -31,11 +31,11 @@ import math
 import os
 
 import torch
-from tqdm.auto import tqdm
 
 from . import distributed
 from .data import as_data
 from .losses import diffusion_loss
+from .progress import bar as progress_bar
 
 FORMAT = "pdlearn-checkpoint-1"
 
@@ -145,8 +145,8 @@ def train_loop(net, loss_fn, steps, lr=1e-3, warmup=None, decay="cosine", weight
                 "optimizer": opt.state_dict(), "rng": rngs[0], "rngs": rngs, "history": history})
 
     net.train()
-    bar = tqdm(total=steps, initial=start, desc=desc, disable=not (progress and distributed.is_main()),
-               mininterval=0.5)
+    bar = progress_bar(total=steps, initial=start, desc=desc, disable=not (progress and distributed.is_main()),
+                       mininterval=0.5, unit="step")
     for step in range(start, steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup, decay)

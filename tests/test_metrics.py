@@ -96,3 +96,21 @@ def test_metrics_reject_mismatched_inputs():
         sliced_wasserstein(torch.randn(5, 2), torch.randn(5, 3))
     with pytest.raises(ValueError, match="at least 2 points"):
         mmd_rbf(torch.randn(1, 2), torch.randn(5, 2))
+
+
+def test_verdict_is_a_tie_inside_two_spreads():
+    from pdlearn.metrics import verdict
+
+    assert verdict(16.16, 16.98, 1.46) == "tie"  # chapter 6's 1-step student against 8-step DDIM
+    assert verdict(12.09, 16.98, 1.46) == "better"
+    assert verdict(20.0, 16.98, 1.46) == "worse"
+    assert verdict(0.99, 0.95, 0.01, lower_is_better=False) == "better"
+    assert verdict(1.0, 1.0, 0.0) == "tie"
+    with pytest.raises(ValueError, match="spread"):
+        verdict(1.0, 2.0, -1.0)
+
+
+def test_with_floor_prints_a_score_beside_its_floor():
+    from pdlearn.metrics import with_floor
+
+    assert with_floor(0.00123, (0.0004, 0.00041)) == "0.00123 (floor 0.00040 +- 0.00041)"

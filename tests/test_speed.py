@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
-from pdlearn import speed
+from pdlearn import speed, timing
 from pdlearn.sampling import NoiseSource
 
 
@@ -27,10 +27,13 @@ class FakeClock:
         self.log.append("clock")
         return self.now
 
+    def thread_time(self):  # read beside perf_counter, unlogged: the CPU clock of a thread that never waits
+        return self.now
+
 
 def test_time_fn_returns_the_median_of_the_timed_repeats_only(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(speed, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock.perf_counter, thread_time=clock.thread_time))
     durations = iter([100.0, 100.0, 5.0, 1.0, 3.0, 2.0])  # two warm-up calls, then four timed ones
 
     def fn():
@@ -46,7 +49,7 @@ def test_time_fn_returns_the_median_of_the_timed_repeats_only(monkeypatch):
 
 def test_time_fn_synchronises_before_every_clock_reading(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(speed, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock.perf_counter, thread_time=clock.thread_time))
     fn = lambda: clock.log.append("fn")  # noqa: E731
     speed.time_fn(fn, repeats=2, warmup=1, sync=lambda: clock.log.append("sync"))
     assert clock.log == ["fn"] + ["sync", "clock", "fn", "sync", "clock"] * 2  # warm-up untimed, then two timed
@@ -72,7 +75,7 @@ def test_time_fn_synchronises_before_every_clock_reading(monkeypatch):
 
 def test_fast_functions_are_timed_over_several_calls_per_repeat(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(speed, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock.perf_counter, thread_time=clock.thread_time))
     calls = []
 
     def fn():
