@@ -13,7 +13,7 @@ import sys
 from . import distributed, protocol
 from .budget import BUDGETS, budget, image_data, sizes
 from .distill import check_steps_halve
-from .fid import FID_FEATURES, fid_features
+from .metrics import FID_FEATURES, fid_features
 from .images import IMAGE_SETS
 
 PROTOCOL = """\

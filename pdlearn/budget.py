@@ -132,7 +132,7 @@ SIZES = {
                     grid_steps=(1, 4, 16, 128), anim_steps=128, frames=30),
     },
     # the classifier that judges image samples (confidence, class accuracy) of the sets that ship
-    # none: MNIST, Fashion-MNIST, CIFAR-10 (digits_classifier.image_classifier); the digits' is shipped
+    # none: MNIST, Fashion-MNIST, CIFAR-10 (classifier.image_classifier); the digits' is shipped
     "image_classifier": {
         "smoke": dict(steps=30, batch_size=64, lr=2e-3),
         "cpu": dict(steps=3_000, batch_size=128, lr=2e-3),

@@ -1,4 +1,4 @@
-"""Data: toy 2D sets and input checks. (Image sets join in the images chapter.)
+"""Data: toy 2D sets, input checks, and the image sets of ``images`` under the same roof.
 
 Every function in pdlearn that takes data also takes a plain float tensor [n, ...]
 (or a NumPy array), checked by ``as_data``.
@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import torch
+
+from .images import cifar10, digits, fashion_mnist, image_set, mnist  # noqa: F401  (pdl.data.digits() beside pdl.data.toy())
 
 TOY = ("moons", "swiss_roll", "checkerboard", "eight_gaussians", "rings")
 
@@ -76,11 +78,3 @@ def toy(name, n=10_000, seed=0, return_labels=False):
         x = r * np.stack([np.cos(a), np.sin(a)], 1) + 0.06 * g.standard_normal((n, 2))
     x = torch.from_numpy(np.asarray(x, dtype=np.float32))
     return (x, torch.from_numpy(np.asarray(y, dtype=np.int64))) if return_labels else x
-
-
-# ---------------------------------------------------------------------------
-# Image sets (chapter 5): the embedded digits and the MNIST / Fashion-MNIST /
-# CIFAR-10 loaders live in pdlearn/images.py; imported here so that
-# pdl.data.digits() sits beside pdl.data.toy().
-# ---------------------------------------------------------------------------
-from .images import cifar10, digits, fashion_mnist, image_set, mnist  # noqa: E402,F401

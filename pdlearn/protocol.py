@@ -4,8 +4,8 @@
     students  progressive distillation of that teacher, round by round (``recipes.image_student_rounds``,
               sizes 'digits_distill'), N -> N/2 -> ... DDIM steps, one checkpoint per round
     evaluate  FID of samples against the held-out split, beside its data-vs-data floor
-              (``fid.image_fid``, ``fid.image_fid_floor``; sizes 'images_eval'), and the
-              fraction the set's classifier reads with confidence (``fid.confident_fraction``)
+              (``metrics.image_fid``, ``metrics.image_fid_floor``; sizes 'images_eval'), and the
+              fraction the set's classifier reads with confidence (``metrics.confident_fraction``)
 
 Every stage resumes: the teacher from its checkpoint (written every 500 steps), the
 distillation from the last finished round and, inside a round, from its last
@@ -20,7 +20,7 @@ import math
 import torch
 
 from . import distributed
-from .fid import confident_fraction, image_fid, image_fid_floor
+from .metrics import confident_fraction, image_fid, image_fid_floor
 from .images import image_set
 from .recipes import image_student_rounds, image_teacher
 from .sampling import ddim_sample
@@ -61,10 +61,10 @@ def evaluate(networks, name, n, floor_repeats=5, seed=0, features=None):
     ``networks`` maps a row label to (network, steps); each row draws ``n`` samples with
     ``steps`` DDIM steps (noise seeded with ``seed``). The FID compares ``features`` ('classifier'
     or 'inception'; default: the classifier's for the digits, Inception's for the other sets,
-    see ``fid.image_fid``). Returns (rows, floor): rows is a list
+    see ``metrics.image_fid``). Returns (rows, floor): rows is a list
     of dicts {'label', 'steps', 'fid', 'confident'} and floor the data-vs-data (mean, std)
     at the same n, the FID a perfect model would score. 'confident' is the fraction of
-    samples the set's classifier (``digits_classifier.image_classifier``) reads with
+    samples the set's classifier (``metrics.classifier.image_classifier``) reads with
     probability above 0.9; the first row is that of n held-out images, for reference."""
     sched = CosineSchedule()
     rows = [{"label": "held-out images", "steps": 0, "fid": float("nan"),

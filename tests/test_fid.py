@@ -10,7 +10,8 @@ import scipy.linalg
 import torch
 
 import pdlearn as pdl
-from pdlearn import digits_classifier, fid
+from pdlearn.metrics import classifier as digits_classifier
+from pdlearn.metrics import images as fid
 
 
 def random_cov(d, seed):
@@ -57,7 +58,7 @@ def test_shipped_classifier_is_small_safe_and_as_accurate_as_recorded():
 
 
 def test_missing_classifier_weights_name_the_training_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m pdlearn.digits_classifier"):
+    with pytest.raises(FileNotFoundError, match="python -m pdlearn.metrics.classifier"):
         digits_classifier.load_classifier(str(tmp_path / "none.pt"))
 
 
@@ -69,21 +70,31 @@ def test_classifier_confidence_on_digits_and_on_noise():
 
 
 def test_digits_fid_against_its_floor():
-    mean, std = pdl.metrics.digits_fid_floor(450, repeats=3)
+    mean, std = pdl.metrics.image_fid_floor(450, "digits", repeats=3)
     assert 0 < mean and 0 < std < mean
     train = pdl.data.digits("train")
-    assert pdl.metrics.digits_fid(train[:450]) < mean + 4 * std  # real digits sit at the floor
+    assert pdl.metrics.image_fid(train[:450], "digits") < mean + 4 * std  # real digits sit at the floor
     blurred = torch.nn.functional.avg_pool2d(train[:450], 3, stride=1, padding=1, count_include_pad=False)
-    assert pdl.metrics.digits_fid(blurred) > 2 * mean  # a visibly worse set is far above it
-    assert pdl.metrics.digits_fid_floor(100, repeats=3)[0] > mean  # FID is biased up at small n
+    assert pdl.metrics.image_fid(blurred, "digits") > 2 * mean  # a visibly worse set is far above it
+    assert pdl.metrics.image_fid_floor(100, "digits", repeats=3)[0] > mean  # FID is biased up at small n
     with pytest.raises(ValueError, match="between 2 and 1347"):
-        pdl.metrics.digits_fid_floor(5000)
+        pdl.metrics.image_fid_floor(5000, "digits")
 
 
-def test_digits_features_check_their_input():
-    assert pdl.metrics.digits_features(pdl.data.digits("test")[:7]).shape == (7, 64)
-    with pytest.raises(ValueError, match=r"digits of shape \[n, 1, 8, 8\]"):
-        pdl.metrics.digits_features(torch.zeros(3, 1, 28, 28))
+def test_classifier_features_check_their_input():
+    assert pdl.metrics.classifier_features(pdl.data.digits("test")[:7], "digits").shape == (7, 64)
+    with pytest.raises(ValueError, match=r"images of digits, of shape \[n, 1, 8, 8\]"):
+        pdl.metrics.classifier_features(torch.zeros(3, 1, 28, 28), "digits")
+
+
+def test_the_digits_names_of_earlier_versions_warn_and_agree():
+    x = pdl.data.digits("test")[:50]
+    with pytest.warns(DeprecationWarning, match="image_fid"):
+        assert pdl.metrics.digits_fid(x) == pdl.metrics.image_fid(x, "digits")
+    with pytest.warns(DeprecationWarning, match="image_fid_floor"):
+        assert pdl.metrics.digits_fid_floor(60, repeats=2) == pdl.metrics.image_fid_floor(60, "digits", repeats=2)
+    with pytest.warns(DeprecationWarning, match="classifier_features"):
+        torch.testing.assert_close(pdl.metrics.digits_features(x), pdl.metrics.classifier_features(x, "digits"))
 
 
 def test_nearest_neighbour_distances_by_brute_force():
@@ -112,11 +123,11 @@ def test_inception_fid_explains_what_to_install(monkeypatch):
 
 def test_image_metrics_read_the_data_set_name():
     x = pdl.data.digits("train")[:200]
-    assert pdl.metrics.image_fid(x, "digits") == pdl.metrics.digits_fid(x)
-    assert pdl.metrics.image_fid(x, "digits", features="classifier") == pdl.metrics.digits_fid(x)
+    assert pdl.metrics.image_fid(x, "digits") == pdl.metrics.image_fid(x, "digits", features="classifier")
     with pytest.raises(ValueError, match="features must be one of classifier, inception, got 'clip'"):
         pdl.metrics.image_fid(x, "digits", features="clip")
-    assert pdl.metrics.image_fid_floor(200, "digits", repeats=2) == pdl.metrics.digits_fid_floor(200, repeats=2)
+    assert pdl.metrics.image_fid_floor(200, "digits", repeats=2) == pdl.metrics.image_fid_floor(
+        200, "digits", repeats=2, features="classifier")
     assert pdl.metrics.confident_fraction(x) == pdl.metrics.classifier_confidence(x)["confident"]
     assert np.isnan(pdl.metrics.confident_fraction(torch.zeros(4, 1, 28, 28)))  # no classifier for MNIST here
 
@@ -136,11 +147,11 @@ def stand_in_mnist(tmp_path, monkeypatch):
 
 
 def test_the_classifier_network_is_sized_by_the_image():
-    assert digits_classifier.DigitsClassifier()(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
-    net = digits_classifier.DigitsClassifier(in_channels=3, image_size=32)
+    assert digits_classifier.ImageClassifier()(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    net = digits_classifier.ImageClassifier(in_channels=3, image_size=32)
     assert net.input_shape == (3, 32, 32) and net.features(torch.zeros(2, 3, 32, 32)).shape == (2, 64)
     with pytest.raises(ValueError, match="divisible by 4"):
-        digits_classifier.DigitsClassifier(image_size=30)
+        digits_classifier.ImageClassifier(image_size=30)
 
 
 def test_a_classifier_trained_on_mnist_shaped_images_learns_the_classes(stand_in_mnist):
@@ -166,7 +177,7 @@ def test_image_classifier_trains_once_then_loads(stand_in_mnist, monkeypatch):
 
 
 def test_image_classifier_refuses_a_file_of_another_set(stand_in_mnist):
-    net = digits_classifier.DigitsClassifier(1, 28)
+    net = digits_classifier.ImageClassifier(1, 28)
     digits_classifier.save_classifier(net, 0.5, pdl.checkpoint_path("fashion_mnist_classifier_30"), name="mnist")
     with pytest.raises(ValueError, match="holds a classifier of mnist, not of fashion_mnist; delete it"):
         digits_classifier.image_classifier("fashion_mnist")

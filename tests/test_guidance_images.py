@@ -88,16 +88,16 @@ def test_class_accuracy_reads_the_digits_classifier():
 
 
 def test_balanced_floor_draws_equal_classes_and_is_lower():
-    from pdlearn.fid import draw_indices
+    from pdlearn.metrics import draw_indices
 
     _, y = pdl.data.digits("train", return_labels=True)
     idx = draw_indices(455, y, torch.Generator().manual_seed(0), balanced=True)
     assert len(set(idx.tolist())) == 455  # without replacement
     assert torch.bincount(y[idx], minlength=10).tolist() == [46] * 5 + [45] * 5  # the counts of i mod 10, i < 455
-    balanced = pdl.metrics.digits_fid_floor(450, repeats=3, balanced=True)[0]
-    assert balanced < 0.8 * pdl.metrics.digits_fid_floor(450, repeats=3)[0]  # no chance fluctuation of the class mix
+    balanced = pdl.metrics.image_fid_floor(450, "digits", repeats=3, balanced=True)[0]
+    assert balanced < 0.8 * pdl.metrics.image_fid_floor(450, "digits", repeats=3)[0]  # no chance fluctuation of the class mix
     with pytest.raises(ValueError, match="smaller n"):
-        pdl.metrics.digits_fid_floor(1_300, balanced=True)
+        pdl.metrics.image_fid_floor(1_300, "digits", balanced=True)
 
 
 def test_guided_image_recipe_at_smoke(tmp_path, monkeypatch):

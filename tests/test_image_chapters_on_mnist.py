@@ -30,7 +30,7 @@ STUB = '''
 import torch
 import torch.nn.functional as F
 
-from pdlearn.fid import fid_from_features
+from pdlearn.metrics import fid_from_features
 
 
 class FrechetInceptionDistance:

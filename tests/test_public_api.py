@@ -117,7 +117,13 @@ def test_image_surface():
     assert net.prediction == "v" and tuple(net.sample_shape) == (1, 8, 8)
     z = pdl.ddim_sample(net, pdl.CosineSchedule(), n=4, steps=2, seed=0)
     assert z.shape == (4, 1, 8, 8)
-    assert isinstance(pdl.metrics.digits_fid(x[:N]), float)
+    assert isinstance(pdl.metrics.image_fid(x[:N], "digits"), float)
+    with pytest.warns(DeprecationWarning):  # the name of earlier versions still answers
+        assert isinstance(pdl.metrics.digits_fid(x[:N]), float)
+
+
+def test_verdict():
+    assert pdl.metrics.verdict(1.0, 1.1, 0.1) == "tie" and pdl.metrics.verdict(1.0, 2.0, 0.1) == "better"
     assert isinstance(pdl.metrics.memorisation(x[:N], x, pdl.data.digits("test"))["copy_fraction"], float)
     x_labelled, y = pdl.data.digits("train", return_labels=True)
     assert isinstance(pdl.metrics.class_accuracy(x_labelled[:N], y[:N]), float)  # classifier's argmax == label

@@ -1,4 +1,5 @@
-"""Sample-quality metrics for low-dimensional data, each with its data-vs-data floor.
+"""Sample-quality metrics for low-dimensional data, each with its data-vs-data floor, and the
+fidelity of labelled samples (chapter 7).
 
 ``mmd_rbf`` decides (it separates a blurred model from data by several floor
 standard deviations at n = 5,000); ``sliced_wasserstein`` gives intuition but its
@@ -6,8 +7,8 @@ floor moves by about 20% between draws. Show every number next to ``floor``.
 """
 import torch
 
-from .data import as_data
-from .seeding import derive_seed
+from ..data import as_data
+from ..seeding import derive_seed
 
 BANDWIDTHS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
@@ -96,45 +97,27 @@ def floor(draw, n, metric=mmd_rbf, repeats=5, seed=0):
     return float(v.mean()), float(v.std()) if repeats > 1 else 0.0
 
 
-VERDICTS = ("better", "tie", "worse")
+def class_fidelity(samples, labels, data, data_labels):
+    """Fidelity and diversity of labelled samples against labelled data whose classes are blobs.
 
-
-def verdict(score, reference, spread, k=2.0, lower_is_better=True):
-    """The book's one comparison rule: is ``score`` better than ``reference``, a tie, or worse?
-
-        d = score - reference
-        'tie'     when |d| <= k * spread              (k = 2 by default)
-        'better'  when d < -k * spread  (lower is better: MMD, FID, milliseconds)
-        'worse'   when d > +k * spread
-
-    ``spread`` is the standard deviation of the null: the spread of the data-vs-data floor
-    drawn like the samples (``floor``, ``image_fid_floor``), or the spread of repeated
-    paired timings. A difference inside two spreads is a tie, whatever the digits say.
-    With ``lower_is_better=False`` (accuracy, confidence) 'better' and 'worse' swap.
+    With m_c the mean of class c in the data and s_c the mean of the samples labelled c:
+        accuracy = fraction of samples whose nearest m_c is that of their label (fidelity)
+        spread   = sqrt(mean ||x - s_y||^2), the RMS distance to their own class's sample mean
+                   (diversity), with the data's ('data_spread', about m_c) beside it
+        offset   = mean over classes of ||s_c - m_c||, how far the samples of a class moved
+    Returns a dict with 'accuracy', 'spread', 'data_spread' and 'offset'.
     """
-    score, reference, spread = float(score), float(reference), float(spread)
-    if not spread >= 0:
-        raise ValueError(f"spread must be a standard deviation >= 0, got {spread}")
-    if not k > 0:
-        raise ValueError(f"k must be > 0 (how many spreads make a difference), got {k}")
-    d = score - reference if lower_is_better else reference - score
-    if abs(d) <= k * spread:
-        return "tie"
-    return "better" if d < 0 else "worse"
-
-
-def with_floor(score, floor, fmt=".5f"):
-    """A score beside its floor, as the book prints them: ``'0.00123 (floor 0.00040 +- 0.00041)'``.
-    ``floor`` is the (mean, std) of ``floor`` or ``image_fid_floor``."""
-    mean, std = floor
-    return f"{score:{fmt}} (floor {mean:{fmt}} +- {std:{fmt}})"
-
-
-# ---------------------------------------------------------------------------
-# Image metrics (chapter 5): digits FID with its floor, the classifier's verdict
-# on samples, the nearest-neighbour memorisation check; defined in pdlearn/fid.py.
-# ---------------------------------------------------------------------------
-from .fid import (class_accuracy, classifier_confidence, classifier_features, confident_fraction,  # noqa: E402,F401
-                  digits_features, digits_fid, digits_fid_floor, fid_from_features, forget_references,
-                  frechet_distance, image_fid, image_fid_floor, inception_fid, memorisation,
-                  nearest_neighbour_distances, split_features)
+    samples, data = as_data(samples, "samples"), as_data(data, "data")
+    labels, data_labels = torch.as_tensor(labels).long(), torch.as_tensor(data_labels).long()
+    classes = range(int(data_labels.max()) + 1)
+    means = torch.stack([data[data_labels == c].mean(0) for c in classes])
+    present = [c for c in classes if (labels == c).any()]
+    sample_means = torch.zeros_like(means)
+    for c in present:
+        sample_means[c] = samples[labels == c].mean(0)
+    nearest = torch.cdist(samples, means).argmin(1)
+    spread = (samples - sample_means[labels]).pow(2).sum(1).mean().sqrt()
+    data_spread = (data - means[data_labels]).pow(2).sum(1).mean().sqrt()
+    offset = (sample_means[present] - means[present]).norm(dim=1).mean()
+    return {"accuracy": float((nearest == labels).float().mean()), "spread": float(spread),
+            "data_spread": float(data_spread), "offset": float(offset)}

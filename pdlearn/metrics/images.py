@@ -1,10 +1,10 @@
-"""Image metrics: the Frechet distance on classifier features ("digits FID"), the
-classifier's verdict on samples, and a nearest-neighbour memorisation check.
+"""Image metrics: the Frechet distance on classifier features ("digits FID") or on
+Inception's, with its floor, and the classifier's verdict on samples.
 
 FID compares Gaussian fits of features; it is biased upwards at small n, so every
 FID is shown beside its data-vs-data floor at the same sample size, against the
 held-out digits no teacher trained on. On 1,797 images a teacher that copies its
-training set scores at the floor: ``memorisation`` tells the two apart.
+training set scores at the floor: ``metrics.memorisation`` tells the two apart.
 
 The other image sets (MNIST, Fashion-MNIST, CIFAR-10) are scored on Inception-v3
 features by default (``inception_fid``, the literature's FID, through torchmetrics),
@@ -12,13 +12,14 @@ or on the features of a classifier of the set trained on first use (``features=
 'classifier'``), which needs no download.
 """
 import os
+import warnings
 
 import torch
 
-from .budget import device as default_device
-from .data import as_data
-from .digits_classifier import accuracy, image_classifier
-from .images import data_dir, image_set
+from ..budget import device as default_device
+from ..data import as_data
+from ..images import data_dir, image_set
+from .classifier import accuracy, image_classifier
 
 
 def gaussian_fit(features):
@@ -55,17 +56,10 @@ def fid_from_features(a, b):
     return frechet_distance(*gaussian_fit(a), *gaussian_fit(b))
 
 
-def _check_digits(x, name="x"):
-    x = as_data(x, name, ndim=4)
-    if tuple(x.shape[1:]) != (1, 8, 8):
-        raise ValueError(f"{name} must be digits of shape [n, 1, 8, 8] (as pdl.data.digits()), got {tuple(x.shape)}")
-    return x.detach().float().cpu().clamp(-1, 1)
-
-
 @torch.no_grad()
 def classifier_features(x, name="digits", batch_size=1024):
     """The 64-wide penultimate features of the classifier of image set ``name``
-    (``digits_classifier.image_classifier``) for images x of that set (clamped to [-1, 1])."""
+    (``classifier.image_classifier``) for images x of that set (clamped to [-1, 1])."""
     x, net = _judge(x, name)
     return torch.cat([net.features(c) for c in x.split(batch_size)])
 
@@ -98,20 +92,6 @@ def forget_references():
     _INCEPTION_REFERENCES.clear()
 
 
-def digits_features(x, batch_size=1024):
-    """The digits classifier's 64-wide penultimate features of images [n, 1, 8, 8]
-    (clamped to the data range [-1, 1] first)."""
-    return classifier_features(_check_digits(x), "digits", batch_size)
-
-
-def digits_fid(x, reference=None):
-    """FID of images x [n, 1, 8, 8] against ``reference`` (default: the 450 held-out
-    digits, ``digits('test')``) on the digits classifier's features. Compare it with
-    ``digits_fid_floor(n)`` at the same n."""
-    reference = split_features("digits", "test") if reference is None else digits_features(reference)
-    return fid_from_features(digits_features(x), reference)
-
-
 def draw_indices(n, labels, generator, balanced=False):
     """n indices drawn without replacement: at random, or (``balanced``) with the class counts
     of the labels i mod C, i < n, that class-conditional samples are drawn with."""
@@ -127,17 +107,6 @@ def draw_indices(n, labels, generator, balanced=False):
                              f"the training split has {len(members)}; use a smaller n")
         picked.append(members[torch.randperm(len(members), generator=generator)[:counts[c]]])
     return torch.cat(picked)
-
-
-def digits_fid_floor(n, repeats=5, seed=0, balanced=False):
-    """The data-vs-data floor of ``digits_fid`` at sample size n: (mean, std) over
-    ``repeats`` draws of n training digits (without replacement), each scored against
-    the held-out digits exactly as model samples are. A perfect model scores about this.
-
-    ``balanced=True`` draws the same number of digits of every class (as many as labels
-    i mod 10 give): the floor for class-conditional samples drawn that way, which is lower,
-    since a random draw adds the chance fluctuation of its class mix."""
-    return image_fid_floor(n, "digits", repeats, seed, balanced, features="classifier")
 
 
 def _judge(x, name):
@@ -159,7 +128,7 @@ def _readable(x, name):
 @torch.no_grad()
 def classifier_confidence(x, threshold=0.9, name=None):
     """What the classifier of image set ``name`` (default: the shipped digits classifier;
-    see ``digits_classifier.image_classifier``) makes of images x: a dict with 'confident'
+    see ``classifier.image_classifier``) makes of images x: a dict with 'confident'
     (fraction whose top class probability exceeds ``threshold``), 'mean_confidence' (mean
     top probability), 'labels' (predicted class, long [n]) and 'counts' (images per class, [10])."""
     x, net = _judge(x, name)
@@ -183,37 +152,6 @@ def class_accuracy(x, labels, name=None):
         raise ValueError(f"labels must have one entry per image: got shape {tuple(labels.shape)} "
                          f"for {x.shape[0]} images")
     return accuracy(net, x, labels)
-
-
-@torch.no_grad()
-def nearest_neighbour_distances(x, reference, chunk=512, device=None):
-    """For every image in x, the Euclidean (pixel) distance to its nearest image in ``reference``:
-    [n], on the CPU. Computed in float64 on ``device`` (default ``budget.device()``: on a GPU,
-    5,000 samples against MNIST's 60,000 training images take seconds, not a minute)."""
-    at = device or default_device()
-    x = as_data(x, "x").flatten(1)
-    r = as_data(reference, "reference").flatten(1).to(at).double()  # copied in float32, widened on the device
-    if x.shape[1] != r.shape[1]:
-        raise ValueError(f"x and reference must have images of the same size, got {x.shape[1]} and {r.shape[1]} pixels")
-    return torch.cat([torch.cdist(c.to(at).double(), r).min(1).values.cpu() for c in x.split(chunk)])
-
-
-def memorisation(samples, train, heldout, quantile=0.05):
-    """Does a model copy its training set? Compare each sample's distance to its nearest
-    training image with the same distance for held-out images (new digits from the
-    data distribution). Returns a dict: 'sample_median' and 'heldout_median' of those
-    distances, 'threshold' (the ``quantile`` of the held-out distances) and
-    'copy_fraction', the fraction of samples closer to a training image than that.
-    A model that draws new digits has copy_fraction near ``quantile`` (0.05); one that
-    reproduces its training images has it near 1.
-    """
-    train = as_data(train, "train").to(default_device())  # copied to the device once, for both searches
-    d_samples = nearest_neighbour_distances(samples, train)
-    d_heldout = nearest_neighbour_distances(heldout, train)
-    threshold = float(torch.quantile(d_heldout, quantile))
-    return {"sample_median": float(d_samples.median()), "heldout_median": float(d_heldout.median()),
-            "threshold": threshold, "copy_fraction": float((d_samples < threshold).double().mean()),
-            "sample_distances": d_samples, "heldout_distances": d_heldout}
 
 
 def _inception_metric(device, reset_real_features=True):
@@ -297,8 +235,12 @@ def image_fid(x, name="digits", features=None):
 
 def image_fid_floor(n, name="digits", repeats=5, seed=0, balanced=False, features=None):
     """The data-vs-data floor of ``image_fid`` at sample size n: (mean, std) over ``repeats``
-    draws of n training images (without replacement) scored against the test split, as
-    samples are (``balanced``: equal class counts, as in ``digits_fid_floor``)."""
+    draws of n training images (without replacement), each scored against the test split
+    exactly as model samples are. A perfect model scores about this.
+
+    ``balanced=True`` draws the same number of images of every class (as many as labels
+    i mod 10 give): the floor for class-conditional samples drawn that way, which is lower,
+    since a random draw adds the chance fluctuation of its class mix."""
     features = fid_features(name, features)
     train, labels = image_set(name, "train", return_labels=True)
     if not 2 <= n <= train.shape[0]:
@@ -323,3 +265,30 @@ def confident_fraction(x, threshold=0.9, name=None):
     if not _readable(x, name):
         return float("nan")
     return classifier_confidence(x, threshold, name)["confident"]
+
+
+# ---------------------------------------------------------------- the digits names of earlier versions
+
+def _deprecated(old, new):
+    warnings.warn(f"pdl.metrics.{old} is deprecated: use pdl.metrics.{new}", DeprecationWarning, stacklevel=3)
+
+
+def digits_features(x, batch_size=1024):
+    """Deprecated: ``classifier_features(x, 'digits')``."""
+    _deprecated("digits_features(x)", "classifier_features(x, 'digits')")
+    return classifier_features(x, "digits", batch_size)
+
+
+def digits_fid(x, reference=None):
+    """Deprecated: ``image_fid(x, 'digits')`` (against the held-out digits), or, with a
+    ``reference`` set of images, ``fid_from_features`` of their classifier features."""
+    _deprecated("digits_fid(x)", "image_fid(x, 'digits')")
+    if reference is None:
+        return image_fid(x, "digits")
+    return fid_from_features(classifier_features(x, "digits"), classifier_features(reference, "digits"))
+
+
+def digits_fid_floor(n, repeats=5, seed=0, balanced=False):
+    """Deprecated: ``image_fid_floor(n, 'digits', ...)``."""
+    _deprecated("digits_fid_floor(n)", "image_fid_floor(n, 'digits')")
+    return image_fid_floor(n, "digits", repeats, seed, balanced)
