@@ -120,11 +120,11 @@ def test_image_surface():
     assert isinstance(pdl.metrics.image_fid(x[:N], "digits"), float)
     with pytest.warns(DeprecationWarning):  # the name of earlier versions still answers
         assert isinstance(pdl.metrics.digits_fid(x[:N]), float)
-
-
-def test_verdict():
-    assert pdl.metrics.verdict(1.0, 1.1, 0.1) == "tie" and pdl.metrics.verdict(1.0, 2.0, 0.1) == "better"
     assert isinstance(pdl.metrics.memorisation(x[:N], x, pdl.data.digits("test"))["copy_fraction"], float)
     x_labelled, y = pdl.data.digits("train", return_labels=True)
     assert isinstance(pdl.metrics.class_accuracy(x_labelled[:N], y[:N]), float)  # classifier's argmax == label
     assert callable(pdl.recipes.guided_image_students)  # (teacher, {steps: student}, x, y, history)
+
+
+def test_verdict():
+    assert pdl.metrics.verdict(1.0, 1.1, 0.1) == "tie" and pdl.metrics.verdict(1.0, 2.0, 0.1) == "better"
