@@ -114,3 +114,13 @@ def test_with_floor_prints_a_score_beside_its_floor():
     from pdlearn.metrics import with_floor
 
     assert with_floor(0.00123, (0.0004, 0.00041)) == "0.00123 (floor 0.00040 +- 0.00041)"
+
+
+def test_an_mmd_reference_gives_exactly_the_mmd_against_its_points():
+    ref_points = pdl.data.toy("moons", n=400, seed=1)
+    ref = pdl.metrics.MMDReference(ref_points)
+    for seed in (2, 3):
+        z = pdl.data.toy("moons", n=300, seed=seed) * 1.1
+        assert pdl.metrics.mmd_rbf(z, ref) == pdl.metrics.mmd_rbf(z, ref_points)
+    with pytest.raises(ValueError, match="bandwidths"):
+        pdl.metrics.mmd_rbf(z, ref, bandwidths=(0.1,))

@@ -13,5 +13,5 @@ from .images import (FID_FEATURES, class_accuracy, classifier_confidence, classi
                      digits_features, digits_fid, digits_fid_floor, draw_indices, fid_features, fid_from_features,
                      forget_references, frechet_distance, gaussian_fit, image_fid, image_fid_floor, inception_fid,
                      split_features)
-from .lowdim import BANDWIDTHS, class_fidelity, floor, mmd_rbf, sliced_wasserstein
+from .lowdim import BANDWIDTHS, MMDReference, class_fidelity, floor, mmd_rbf, sliced_wasserstein
 from .neighbours import memorisation, nearest_neighbour_distances

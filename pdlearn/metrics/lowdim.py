@@ -39,6 +39,31 @@ def _kernel_sum(a, b, bandwidths, chunk=128):
     return total
 
 
+def _points(x, name):
+    return as_data(x, name).flatten(1).double().cpu()
+
+
+class MMDReference:
+    """A reference set for ``mmd_rbf``, with its own kernel term E k(y, y') computed once.
+
+    Scoring many sample sets against one data set (every row of a quality table) then costs
+    only the sample terms: ``ref = MMDReference(data); [mmd_rbf(z, ref) for z in samples]``
+    gives exactly the values of ``mmd_rbf(z, data)``, without recomputing the reference's
+    m^2 / 2 kernel evaluations each time.
+    """
+
+    @torch.no_grad()
+    def __init__(self, y, bandwidths=BANDWIDTHS):
+        self.y, self.bandwidths = _points(y, "y"), tuple(bandwidths)
+        m = self.y.shape[0]
+        if m < 2:
+            raise ValueError("an MMD reference needs at least 2 points")
+        self.kyy = (_kernel_sum(self.y, self.y, self.bandwidths) - m * len(self.bandwidths)) / (m * (m - 1))
+
+    def __repr__(self):
+        return f"MMDReference({self.y.shape[0]} points of dimension {self.y.shape[1]})"
+
+
 @torch.no_grad()
 def mmd_rbf(x, y, bandwidths=BANDWIDTHS):
     """Unbiased squared MMD (Gretton et al., 2012, eq. 3) with a sum of RBF kernels:
@@ -47,17 +72,24 @@ def mmd_rbf(x, y, bandwidths=BANDWIDTHS):
 
     the first two expectations over distinct pairs. Returns a float; it can be
     slightly negative when the two sets are indistinguishable. The default
-    bandwidths suit data of unit scale (the toy sets).
+    bandwidths suit data of unit scale (the toy sets). ``y`` may be an ``MMDReference``
+    (whose kernel term is kept), for scoring many sets against one reference.
     """
-    x = as_data(x, "x").flatten(1).double().cpu()
-    y = as_data(y, "y").flatten(1).double().cpu()
+    x = _points(x, "x")
+    if isinstance(y, MMDReference):
+        if tuple(bandwidths) != y.bandwidths:
+            raise ValueError(f"the reference was built with bandwidths {y.bandwidths}, not {tuple(bandwidths)}")
+        y, kyy = y.y, y.kyy
+    else:
+        y, kyy = _points(y, "y"), None
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
     n, m, nb = x.shape[0], y.shape[0], len(bandwidths)
     if n < 2 or m < 2:
         raise ValueError("mmd_rbf needs at least 2 points in each set")
     kxx = (_kernel_sum(x, x, bandwidths) - n * nb) / (n * (n - 1))
-    kyy = (_kernel_sum(y, y, bandwidths) - m * nb) / (m * (m - 1))
+    if kyy is None:
+        kyy = (_kernel_sum(y, y, bandwidths) - m * nb) / (m * (m - 1))
     kxy = _kernel_sum(x, y, bandwidths) / (n * m)
     return float(kxx + kyy - 2 * kxy)
 
