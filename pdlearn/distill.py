@@ -14,21 +14,20 @@ teacher's whole N-step DDIM map from (noise, sample) pairs (``one_step_distill``
 and the soft-target loss of classic knowledge distillation (Hinton et al., 2015).
 """
 import copy
-import hashlib
-import types
-import json
 import os
 import time
 
 import torch
 
-from . import distributed
+from . import distributed, validate
+from .checkpoints import (architecture, check_same_architecture, data_identity, fingerprint, owning,  # noqa: F401
+                          read_json, run_file, schedule_identity, write_json)
 from .data import as_data
 from .losses import WEIGHTINGS, q_sample, weighted_error
 from .parameterization import expand, predict
 from .sampling import NoiseSource, ddim_sample, ddim_step
 from .seeding import derive_seed
-from .train import architecture, check_same_architecture, fit
+from .train import fit
 
 
 # ---------------------------------------------------------------- classic knowledge distillation
@@ -50,9 +49,8 @@ def soft_target_loss(student_logits, teacher_logits, temperature=2.0):
 
 def check_steps_halve(start_steps, end_steps):
     """Raise unless start_steps = end_steps * 2^k (k >= 0); return k, the number of rounds."""
-    for name, v in (("start_steps", start_steps), ("end_steps", end_steps)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    start_steps = validate.positive_int(start_steps, "start_steps")
+    end_steps = validate.positive_int(end_steps, "end_steps")
     ratio, rem = divmod(start_steps, end_steps)
     if rem or ratio & (ratio - 1):
         raise ValueError(
@@ -78,25 +76,6 @@ def check_snr0(net, sched, who="teacher"):
 def check_student(teacher, student):
     """The student starts from the teacher's weights, so it must have the teacher's architecture."""
     check_same_architecture(architecture(teacher), architecture(student), what="teacher")
-
-
-def fingerprint(*things):
-    """A short hex digest of tensors, networks and plain settings (names checkpoint files)."""
-    h = hashlib.sha1()
-    for thing in things:
-        if isinstance(thing, torch.nn.Module):
-            thing = thing.state_dict()
-        if isinstance(thing, dict) and thing and all(isinstance(v, torch.Tensor) for v in thing.values()):
-            for k, v in thing.items():
-                h.update(k.encode())
-                h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        elif isinstance(thing, torch.Tensor):
-            h.update(thing.detach().cpu().contiguous().numpy().tobytes())
-        elif isinstance(thing, types.FunctionType):  # by name: repr() holds a memory address
-            h.update(f"{thing.__module__}.{thing.__qualname__}".encode())
-        else:
-            h.update(repr(thing).encode())
-    return h.hexdigest()[:8]
 
 
 # ---------------------------------------------------------------- progressive distillation
@@ -171,13 +150,18 @@ def distill_round(teacher, student, data, sched, steps, iters, lr=1e-3, batch_si
     Returns the trained student (eval mode, ``.history['loss']``).
     """
     data = as_data(data, "data")
+    steps, iters = validate.positive_int(steps, "steps"), validate.positive_int(iters, "iters")
+    batch_size = validate.positive_int(batch_size, "batch_size")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if model_kwargs is not None and not (isinstance(model_kwargs, dict) or callable(model_kwargs)):
+        raise TypeError("model_kwargs must be a dict of network arguments (y=, w=) or a function "
+                        f"model_kwargs(idx, generator) -> dict, got {type(model_kwargs).__name__}")
     check_student(teacher, student)
     check_snr0(teacher, sched, "teacher")
     check_snr0(student, sched, "student")
     student.requires_grad_(True)  # a copy of a trained (EMA) teacher comes with its weights frozen
-    device = next(teacher.parameters()).device
+    device = validate.network_device(teacher)
     teacher.eval()
 
     def loss_fn(net, gen):
@@ -187,7 +171,8 @@ def distill_round(teacher, student, data, sched, steps, iters, lr=1e-3, batch_si
         return distill_loss(net, teacher, x, sched, steps, gen, weighting, kw)
 
     config = dict(kind="distill_round", steps=steps, batch_size=batch_size, weighting=weighting,
-                  schedule=repr(sched))
+                  schedule=schedule_identity(sched), data=data_identity(data), teacher=fingerprint(teacher),
+                  model_kwargs=None if model_kwargs is None else fingerprint(model_kwargs))
     return fit(student, loss_fn, iters, lr=lr, decay="linear", warmup=warmup, ema_decay=ema_decay, seed=seed,
                checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
                desc=desc or f"{2 * steps} -> {steps} steps", config=config)
@@ -205,25 +190,33 @@ def distill_rounds(teacher, data, sched, start_steps=256, end_steps=1, iters_per
     'losses', 'wall_s', 'loaded'}.
 
     With ``checkpoint`` (a path such as ``pdl.checkpoint_path('moons_distill')``) round k is
-    saved to ``<checkpoint minus .pt>-<digest>-round<k>.pt``, where the digest covers the
-    teacher's weights, the data and every setting: rerunning loads finished rounds, and
-    ``resume=True`` continues an interrupted round to the same weights as an uninterrupted
-    run. A loaded round reports the wall time it took when it was trained.
+    saved to ``<checkpoint minus .pt>-<digest>-round<k>.pt`` (``checkpoints.run_file``), where
+    the digest covers the teacher's weights, the data and every setting: rerunning loads
+    finished rounds, and ``resume=True`` continues an interrupted round to the same weights as
+    an uninterrupted run. A loaded round reports the wall time it took when it was trained.
+    The run holds the checkpoint folder from its first round to its last.
     """
     rounds = check_steps_halve(start_steps, end_steps)
+    iters_per_round = validate.positive_int(iters_per_round, "iters_per_round")
     data = as_data(data, "data")
     teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
     stem = None
     if checkpoint is not None:
-        tag = fingerprint(teacher, data, repr(sched), start_steps, end_steps, iters_per_round, seed, lr, batch_size,
-                          weighting, warmup, ema_decay, repr(model_kwargs))
-        stem = f"{checkpoint[:-3] if checkpoint.endswith('.pt') else checkpoint}-{tag}"
+        stem = run_file(checkpoint, teacher, data, sched, start_steps, end_steps, iters_per_round, seed, lr,
+                        batch_size, weighting, warmup, ema_decay, model_kwargs, suffix="")
+    with owning(checkpoint if distributed.is_main() else None):
+        yield from _rounds(teacher, data, sched, start_steps, rounds, iters_per_round, seed, lr, batch_size, weighting,
+                           warmup, ema_decay, stem, checkpoint_every, resume, progress, model_kwargs)
+
+
+def _rounds(teacher, data, sched, start_steps, rounds, iters_per_round, seed, lr, batch_size, weighting, warmup,
+            ema_decay, stem, checkpoint_every, resume, progress, model_kwargs):
     steps = start_steps
     for k in range(1, rounds + 1):
         steps //= 2
         path = f"{stem}-round{k}.pt" if stem else None
         record_path = f"{stem}-round{k}.json" if stem else None
-        loaded = bool(resume and record_path and os.path.exists(record_path))
+        loaded = bool(resume and record_path and os.path.exists(record_path) and os.path.exists(path))
         student = copy.deepcopy(teacher)
         began = time.perf_counter()
         student = distill_round(teacher, student, data, sched, steps, iters_per_round, lr=lr, batch_size=batch_size,
@@ -237,11 +230,9 @@ def distill_rounds(teacher, data, sched, start_steps=256, end_steps=1, iters_per
         record = dict(round=k, steps=steps, teacher_steps=2 * steps, iters=iters_per_round,
                       loss=sum(tail) / len(tail), wall_s=wall, loaded=loaded)
         if loaded:
-            with open(record_path) as f:
-                record["wall_s"] = json.load(f)["wall_s"]
+            record["wall_s"] = read_json(record_path)["wall_s"]
         elif record_path and distributed.is_main():  # under torchrun, one writer per file
-            with open(record_path, "w") as f:
-                json.dump({k_: record[k_] for k_ in ("round", "steps", "iters", "loss", "wall_s")}, f)
+            write_json(record_path, {k_: record[k_] for k_ in ("round", "steps", "iters", "loss", "wall_s")})
         record["losses"] = losses
         yield student, record
         teacher = student.requires_grad_(False).eval()
@@ -255,15 +246,18 @@ def progressive_distill(teacher, data, sched, start_steps=256, end_steps=1, iter
         student, history = progressive_distill(net, x, sched, start_steps=256, end_steps=1,
                                                iters_per_round=500, seed=0)
 
-    history is a list with one record per round (see ``distill_rounds``); with
-    ``eval_fn(student, steps)`` each record also holds its result as 'metric'. Other
-    keyword arguments (lr, batch_size, weighting, warmup, ema_decay, checkpoint,
-    checkpoint_every, resume, progress, model_kwargs) go to ``distill_rounds``.
-    The teacher is not modified. Returns the final student (eval mode).
+    history is a list with one record per round (see ``distill_rounds``), each holding its
+    round's network as 'student', so every round can be read afterwards (or walk the rounds
+    as they finish with the generator ``distill_rounds``); with ``eval_fn(student, steps)``
+    each record also holds its result as 'metric'. Other keyword arguments (lr, batch_size,
+    weighting, warmup, ema_decay, checkpoint, checkpoint_every, resume, progress,
+    model_kwargs) go to ``distill_rounds``. The teacher is not modified. Returns the final
+    student (eval mode).
     """
     history, student = [], None
     for student, record in distill_rounds(teacher, data, sched, start_steps, end_steps, iters_per_round, seed,
                                           **kwargs):
+        record["student"] = student
         if eval_fn is not None:
             record["metric"] = eval_fn(student, record["steps"])
         history.append(record)
@@ -278,8 +272,8 @@ def progressive_distill(teacher, data, sched, start_steps=256, end_steps=1, iter
 def teacher_pairs(teacher, sched, n, steps, seed=0, progress=False, model_kwargs=None):
     """n pairs (z_1, x) of the teacher's deterministic N-step DDIM map x = DDIM_N(z_1)
     (Luhman & Luhman, 2021). Costs n * steps network evaluations. Returns (z_1, x)."""
-    device = next(teacher.parameters()).device
-    z1 = NoiseSource(n, teacher.sample_shape, seed=seed, device=device).randn()
+    device = validate.network_device(teacher)
+    z1 = NoiseSource(validate.positive_int(n, "n"), teacher.sample_shape, seed=seed, device=device).randn()
     x = ddim_sample(teacher, sched, z=z1, steps=steps, progress=progress, model_kwargs=model_kwargs)
     return z1, x
 
@@ -300,11 +294,12 @@ def one_step_distill(teacher, sched, n_pairs, teacher_steps, iters, lr=1e-3, bat
     student still rebuilds its pairs, which is cheap for 2D data.
     """
     check_snr0(teacher, sched, "teacher")
+    n_pairs, teacher_steps = validate.positive_int(n_pairs, "n_pairs"), validate.positive_int(teacher_steps, "teacher_steps")
+    batch_size = validate.positive_int(batch_size, "batch_size")
     teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
     path = None
     if checkpoint is not None:
-        tag = fingerprint(teacher, repr(sched), n_pairs, teacher_steps, iters, lr, batch_size, seed, ema_decay)
-        path = f"{checkpoint[:-3] if checkpoint.endswith('.pt') else checkpoint}-{tag}.pt"
+        path = run_file(checkpoint, teacher, sched, n_pairs, teacher_steps, iters, lr, batch_size, seed, ema_decay)
     began = time.perf_counter()
     z1, x = teacher_pairs(teacher, sched, n_pairs, teacher_steps, seed=derive_seed(seed, "pairs"), progress=progress)
     pairs_s = time.perf_counter() - began

@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from .seeding import derive_seed
+from .validate import network_device
 
 
 def launched():
@@ -109,7 +110,7 @@ class DDP(DistributedDataParallel):
 def wrap(net):
     """``net`` wrapped in DistributedDataParallel. Its construction broadcasts rank 0's
     weights to every rank, so all ranks start from the same network."""
-    dev = next(net.parameters()).device
+    dev = network_device(net)
     return DDP(net, device_ids=[dev] if dev.type == "cuda" else None)
 
 

@@ -31,29 +31,20 @@ deterministic N-step sampler; ``stochastic_sample`` is the paper's stochastic
 N-step variant.
 """
 import copy
-import hashlib
 
 import torch
 
-from .budget import checkpoint_path, sizes
-from .data import as_data, toy
+from . import validate
+from .checkpoints import fingerprint, run_file
+from .data import as_data
+from .distill import distill_rounds, progressive_distill
 from .metrics.lowdim import class_fidelity  # noqa: F401  (its home is the metrics room; kept here for old calls)
-from .distill import fingerprint, progressive_distill
 from .losses import WEIGHTINGS, q_sample, weighted_error
-from .models import MLPDenoiser
+from .models import MLPDenoiser, null_label
 from .parameterization import expand, predict
 from .sampling import _coefs, _finish, _new_trajectory, _on_device, _setup, _steps, ddim_step
 from .schedules import CosineSchedule, check_steps
-from .train import fit, train_diffusion
-
-
-def null_label(net):
-    """The index of the null label of a class-conditional network (its number of classes)."""
-    num_classes = getattr(net, "config", {}).get("num_classes")
-    if not num_classes:
-        raise ValueError(f"{type(net).__name__} has no class embedding; build it with num_classes= and train it "
-                         "with train_diffusion(..., labels=y, p_uncond=0.1) for classifier-free guidance")
-    return num_classes
+from .train import fit
 
 
 def guided_output(net, z, t, y, w):
@@ -107,7 +98,7 @@ def w_student(teacher):
     Any network whose ``config`` rebuilds it and takes ``w_cond`` works: ``MLPDenoiser`` for 2D
     data, ``UNet`` for images (``recipes.guided_image_students`` distils the digits UNet)."""
     config = dict(teacher.config, w_cond=True)
-    student = type(teacher)(**config).to(next(teacher.parameters()).device)
+    student = type(teacher)(**config).to(validate.network_device(teacher))
     missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
     if unexpected or any(not k.startswith("w_emb.") for k in missing):
         raise ValueError(f"the teacher's weights do not fit the w-conditioned student: missing {missing[:3]}, "
@@ -126,6 +117,7 @@ def draw_w(n, w_range, generator, w_values=None):
     w_min, w_max = w_range
     if not w_min <= w_max:
         raise ValueError(f"w_range must be (w_min, w_max) with w_min <= w_max, got {w_range}")
+
     return w_min + (w_max - w_min) * torch.rand(n, generator=generator)
 
 
@@ -144,15 +136,13 @@ def distill_w(teacher, data, labels, sched, iters=2_000, w_range=(0.0, 4.0), w_v
     student (eval mode, ``.history``), called as student(z, t, y=y, w=w).
     """
     data = as_data(data, "data")
-    labels = torch.as_tensor(labels).long()
-    if labels.shape != (data.shape[0],):
-        raise ValueError(f"labels must have one entry per example: got shape {tuple(labels.shape)} "
-                         f"for {data.shape[0]} examples")
+    labels = validate.class_labels(labels, data.shape[0], null_label(teacher), "labels")
+    iters, batch_size = validate.positive_int(iters, "iters"), validate.positive_int(batch_size, "batch_size")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
     student = w_student(teacher) if student is None else student
-    device = next(teacher.parameters()).device
+    device = validate.network_device(teacher)
 
     def loss_fn(net, gen):
         idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen)
@@ -169,9 +159,8 @@ def distill_w(teacher, data, labels, sched, iters=2_000, w_range=(0.0, 4.0), w_v
 
     path = None
     if checkpoint is not None:
-        tag = fingerprint(teacher, data, labels, repr(sched), iters, w_range, w_values, lr, batch_size, weighting,
-                          ema_decay, seed)
-        path = f"{checkpoint[:-3] if checkpoint.endswith('.pt') else checkpoint}-{tag}.pt"
+        path = run_file(checkpoint, teacher, data, labels, sched, iters, list(w_range), w_values, lr, batch_size,
+                        weighting, ema_decay, seed)
     config = dict(kind="guided_stage1", w_range=list(w_range), batch_size=batch_size, weighting=weighting)
     return fit(student, loss_fn, iters, lr=lr, decay="cosine", ema_decay=ema_decay, seed=seed, checkpoint=path,
                resume=resume, progress=progress, desc="stage 1: w-conditioned student", config=config)
@@ -190,23 +179,38 @@ class GuidanceDraw:
         w = draw_w(len(idx), self.w_range, generator)
         return {"y": self.labels[idx], "w": w.to(self.labels.device)}
 
-    def __repr__(self):  # stable across runs: names the checkpoint files of the rounds
+    def identity(self):  # what names the checkpoint files of the rounds: the labels by value, the range
+        return {"labels": fingerprint(self.labels, length=16), "w_range": list(self.w_range)}
+
+    def __repr__(self):
         return f"GuidanceDraw(labels={fingerprint(self.labels)}, w_range={self.w_range})"
+
+
+def distill_w_rounds(student, data, labels, sched, start_steps=64, end_steps=1, iters_per_round=500,
+                     w_range=(0.0, 4.0), seed=0, **kwargs):
+    """Stage 2 of guided distillation (Meng et al., 2023, sec. 3.2) as a generator of (student,
+    record) after each round: progressive distillation (Salimans & Ho, 2022;
+    ``distill.distill_rounds``) of the w-conditioned student from ``start_steps`` to
+    ``end_steps`` DDIM steps, each example with its own label and its own w ~ U[w_min, w_max].
+    Other keyword arguments (lr, batch_size, checkpoint, resume, progress, ...) go to
+    ``distill_rounds``.
+    """
+    data = as_data(data, "data")
+    labels = validate.class_labels(labels, data.shape[0], null_label(student), "labels")
+    labels = labels.to(validate.network_device(student))
+    yield from distill_rounds(student, data, sched, start_steps, end_steps, iters_per_round, seed,
+                              model_kwargs=GuidanceDraw(labels, w_range), **kwargs)
 
 
 def distill_w_progressive(student, data, labels, sched, start_steps=64, end_steps=1, iters_per_round=500,
                           w_range=(0.0, 4.0), seed=0, **kwargs):
-    """Stage 2 of guided distillation (Meng et al., 2023, sec. 3.2): progressive distillation
-    (Salimans & Ho, 2022; ``distill.progressive_distill``) of the w-conditioned student from
-    ``start_steps`` to ``end_steps`` DDIM steps, each example with its own label and its own
-    w ~ U[w_min, w_max]. Other keyword arguments (lr, batch_size, checkpoint, resume, eval_fn,
-    progress, ...) go to ``progressive_distill``. Returns (student, history).
+    """All rounds of stage 2 (``distill_w_rounds``), as ``distill.progressive_distill`` runs them:
+    returns (student, history), each record holding its round's network as 'student'. Other keyword
+    arguments (lr, batch_size, checkpoint, resume, eval_fn, progress, ...) go to ``progressive_distill``.
     """
     data = as_data(data, "data")
-    labels = torch.as_tensor(labels).long().to(next(student.parameters()).device)
-    if labels.shape != (data.shape[0],):
-        raise ValueError(f"labels must have one entry per example: got shape {tuple(labels.shape)} "
-                         f"for {data.shape[0]} examples")
+    labels = validate.class_labels(labels, data.shape[0], null_label(student), "labels")
+    labels = labels.to(validate.network_device(student))
     return progressive_distill(student, data, sched, start_steps, end_steps, iters_per_round, seed,
                                model_kwargs=GuidanceDraw(labels, w_range), **kwargs)
 
@@ -252,25 +256,8 @@ def stochastic_sample(net, sched, n=None, z=None, steps=4, seed=0, return_trajec
     return _finish(z, traj, return_trajectory)
 
 
-# ---------------------------------------------------------------- the 2D labelled teacher
+def toy_guided_teacher(*args, **kwargs):
+    """The labelled 2D teacher of chapter 7; its home is now ``recipes.toy_guided_teacher``."""
+    from .recipes import toy_guided_teacher as recipe
 
-def toy_guided_teacher(name="eight_gaussians", p_uncond=0.1, prediction="v", seed=0, progress=True,
-                       budget_name=None):
-    """A class-conditional MLPDenoiser for classifier-free guidance on a labelled toy set
-    (sizes 'guidance_2d'), trained once per budget and cached like ``recipes.toy_teacher``.
-
-    Returns (net, x, y): the EMA network (eval mode) and the training data with its labels.
-    """
-    cfg = sizes("guidance_2d", budget_name)
-    x, y = toy(name, n=cfg["n_data"], seed=seed, return_labels=True)
-    torch.manual_seed(seed)
-    net = MLPDenoiser(dim=2, width=cfg["width"], depth=cfg["depth"], prediction=prediction,
-                      num_classes=int(y.max()) + 1)
-    keys = ("n_data", "teacher_steps", "width", "depth", "batch_size")
-    digest = hashlib.sha1(repr([(k, cfg[k]) for k in keys] + [p_uncond]).encode()).hexdigest()[:8]
-    tag = f"{name}_cfg_teacher_{prediction}_seed{seed}_{digest}"
-    net = train_diffusion(net, x, CosineSchedule(), steps=cfg["teacher_steps"], seed=seed,
-                          batch_size=cfg["batch_size"], labels=y, p_uncond=p_uncond,
-                          checkpoint=checkpoint_path(tag, budget_name), checkpoint_every=1000, resume=True,
-                          progress=progress, desc=f"{name} guided teacher")
-    return net, x, y
+    return recipe(*args, **kwargs)

@@ -3,15 +3,25 @@
 Each recipe is a few calls to the public API with sizes from ``budget.SIZES``.
 Its checkpoint makes the second call (from a later chapter) a load, not a retrain.
 """
-import hashlib
-
 import torch
 
 from . import data as data_mod
 from .budget import checkpoint_path, device, image_data, sizes
+from .checkpoints import run_file
 from .models import MLPDenoiser, UNet
 from .schedules import CosineSchedule
 from .train import train_diffusion
+
+
+def cached_teacher(net, data, name, recipe, steps, budget_name=None, checkpoint_every=1000, **kwargs):
+    """Train ``net`` on ``data`` with the diffusion loss on the cosine schedule, or load it when a
+    run of the same recipe finished before: the checkpoint ``checkpoint_path(name)`` carries a
+    fingerprint of ``recipe`` (the sizes and settings that make the teacher) in its name, so a
+    changed recipe trains afresh instead of resuming a stale file, and an interrupted one
+    resumes. Other keyword arguments go to ``train_diffusion``. Returns the EMA network."""
+    path = run_file(checkpoint_path(name, budget_name), recipe)
+    return train_diffusion(net, data, CosineSchedule(), steps=steps, checkpoint=path, checkpoint_every=checkpoint_every,
+                           resume=True, **kwargs)
 
 
 def toy_teacher(name="moons", prediction="v", seed=0, progress=True, budget_name=None):
@@ -27,12 +37,8 @@ def toy_teacher(name="moons", prediction="v", seed=0, progress=True, budget_name
     x = data_mod.toy(name, n=cfg["n_data"], seed=seed)
     torch.manual_seed(seed)
     net = MLPDenoiser(dim=2, width=cfg["width"], depth=cfg["depth"], prediction=prediction).to(device())
-    # the sizes are part of the name: a changed recipe trains afresh instead of resuming a stale file
-    digest = hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:8]
-    tag = f"{name}_teacher_{prediction}_seed{seed}_{digest}"
-    net = train_diffusion(net, x, CosineSchedule(), steps=cfg["steps"], seed=seed, batch_size=cfg["batch_size"],
-                          checkpoint=checkpoint_path(tag, budget_name), checkpoint_every=1000, resume=True,
-                          progress=progress, desc=f"{name} teacher")
+    net = cached_teacher(net, x, f"{name}_teacher_{prediction}_seed{seed}", cfg, cfg["steps"], budget_name,
+                         seed=seed, batch_size=cfg["batch_size"], progress=progress, desc=f"{name} teacher")
     return net.cpu(), x
 
 
@@ -55,12 +61,11 @@ def image_teacher(name=None, prediction="v", conditional=False, p_uncond=0.1, se
     net = UNet(in_channels=x.shape[1], image_size=x.shape[-1], channels=cfg["channels"], ch_mult=cfg["ch_mult"],
                num_res_blocks=cfg["num_res_blocks"], dropout=cfg["dropout"], prediction=prediction,
                num_classes=10 if conditional else None).to(device())
-    digest = hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:8]
-    tag = f"{name}_{'cond_' if conditional else ''}teacher_{prediction}_seed{seed}_{digest}"
-    net = train_diffusion(net, x, CosineSchedule(), steps=cfg["steps"], seed=seed, batch_size=cfg["batch_size"],
-                          lr=cfg["lr"], labels=y if conditional else None, p_uncond=p_uncond if conditional else 0.0,
-                          checkpoint=checkpoint_path(tag, budget_name), checkpoint_every=500, resume=True,
-                          progress=progress, desc=f"{name} teacher")
+    p_uncond = p_uncond if conditional else 0.0
+    net = cached_teacher(net, x, f"{name}_{'cond_' if conditional else ''}teacher_{prediction}_seed{seed}",
+                         dict(cfg, p_uncond=p_uncond), cfg["steps"], budget_name, checkpoint_every=500, seed=seed,
+                         batch_size=cfg["batch_size"], lr=cfg["lr"], labels=y if conditional else None,
+                         p_uncond=p_uncond, progress=progress, desc=f"{name} teacher")
     return net, x
 
 
@@ -112,7 +117,7 @@ def guided_image_students(name=None, prediction="v", seed=0, progress=True, budg
     (called as student(z, t, y=y, w=w)), the training images with their labels, and the
     per-round records of stage 2.
     """
-    from .guidance import distill_w, distill_w_progressive
+    from .guidance import distill_w, distill_w_rounds
 
     cfg = sizes("digits_guidance", budget_name)
     teacher, x = image_teacher(name, prediction=prediction, conditional=True, seed=seed, progress=progress,
@@ -123,14 +128,29 @@ def guided_image_students(name=None, prediction="v", seed=0, progress=True, budg
     stage1 = distill_w(teacher, x, y, sched, iters=cfg["stage1_iters"], w_range=w_range, lr=cfg["stage1_lr"],
                        batch_size=cfg["batch_size"], seed=seed, resume=True, progress=progress,
                        checkpoint=checkpoint_path(f"{name}_guided_stage1_{prediction}", budget_name))
-    students = {cfg["start_steps"]: stage1}
-
-    def keep(student, steps):
-        students[steps] = student
-
-    _, history = distill_w_progressive(stage1, x, y, sched, start_steps=cfg["start_steps"], end_steps=1,
-                                       iters_per_round=cfg["iters_per_round"], w_range=w_range, seed=seed,
-                                       lr=cfg["lr"], batch_size=cfg["batch_size"], eval_fn=keep, resume=True,
-                                       progress=progress,
-                                       checkpoint=checkpoint_path(f"{name}_guided_stage2_{prediction}", budget_name))
+    students, history = {cfg["start_steps"]: stage1}, []
+    for student, record in distill_w_rounds(
+            stage1, x, y, sched, start_steps=cfg["start_steps"], end_steps=1, iters_per_round=cfg["iters_per_round"],
+            w_range=w_range, seed=seed, lr=cfg["lr"], batch_size=cfg["batch_size"], resume=True, progress=progress,
+            checkpoint=checkpoint_path(f"{name}_guided_stage2_{prediction}", budget_name)):
+        students[record["steps"]] = student
+        history.append(record)
     return teacher, students, x, y, history
+
+
+def toy_guided_teacher(name="eight_gaussians", p_uncond=0.1, prediction="v", seed=0, progress=True,
+                       budget_name=None):
+    """A class-conditional MLPDenoiser for classifier-free guidance on a labelled toy set
+    (sizes 'guidance_2d'), trained once per budget and cached like ``toy_teacher``.
+
+    Returns (net, x, y): the EMA network (eval mode) and the training data with its labels.
+    """
+    cfg = sizes("guidance_2d", budget_name)
+    x, y = data_mod.toy(name, n=cfg["n_data"], seed=seed, return_labels=True)
+    torch.manual_seed(seed)
+    net = MLPDenoiser(dim=2, width=cfg["width"], depth=cfg["depth"], prediction=prediction,
+                      num_classes=int(y.max()) + 1)
+    recipe = {k: cfg[k] for k in ("n_data", "teacher_steps", "width", "depth", "batch_size")}
+    return cached_teacher(net, x, f"{name}_cfg_teacher_{prediction}_seed{seed}", dict(recipe, p_uncond=p_uncond),
+                          cfg["teacher_steps"], budget_name, seed=seed, batch_size=cfg["batch_size"], labels=y,
+                          p_uncond=p_uncond, progress=progress, desc=f"{name} guided teacher"), x, y

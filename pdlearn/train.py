@@ -33,48 +33,16 @@ import os
 import torch
 
 from . import distributed
+from . import validate
+from .checkpoints import (FORMAT, architecture, check_same_architecture, check_writable,  # noqa: F401
+                          checkpoint_bytes, data_identity, fingerprint, identity_differences, load_checkpoint, owning,
+                          save_checkpoint, schedule_identity)
 from .data import as_data
-from .losses import diffusion_loss
+from .losses import WEIGHTINGS, diffusion_loss
+from .models import null_label
 from .progress import bar as progress_bar
 
-FORMAT = "pdlearn-checkpoint-1"
-
-
-def architecture(net):
-    """A description of a network's architecture: class name and parameter shapes."""
-    return {"class": type(net).__name__,
-            "shapes": {k: list(v.shape) for k, v in net.state_dict().items()}}
-
-
-def check_same_architecture(expected, found, what="checkpoint"):
-    """Raise a clear error when two ``architecture`` descriptions differ."""
-    if expected == found:
-        return
-    if expected["class"] != found["class"]:
-        raise ValueError(f"the {what} is for a {found['class']}, but the network is a {expected['class']}; "
-                         "build the network the checkpoint was trained with, or start afresh (resume=False)")
-    e, f = expected["shapes"], found["shapes"]
-    diff = [k for k in sorted(set(e) | set(f)) if e.get(k) != f.get(k)][:3]
-    detail = "; ".join(f"{k}: network {e.get(k)} vs {what} {f.get(k)}" for k in diff)
-    raise ValueError(f"the {what} comes from a different architecture ({detail}); build the network with the "
-                     "sizes it was trained with, or start afresh (resume=False or delete the file)")
-
-
-def save_checkpoint(path, state):
-    """Write ``state`` atomically (a crash mid-write never leaves a broken file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint with ``weights_only=True`` (no arbitrary code runs on load)."""
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a pdlearn checkpoint (format {FORMAT!r})")
-    return state
-
+DECAYS = ("cosine", "linear", None)
 
 def lr_at(step, steps, lr, warmup, decay):
     """Learning rate at a step: linear warm-up over ``warmup`` steps, then ``decay``:
@@ -97,18 +65,54 @@ def ema_update(ema, net, decay, step):
     torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - d)
 
 
+def check_settings(steps, lr, warmup, decay, weight_decay, ema_decay, grad_clip, seed, checkpoint_every):
+    """The training settings, checked: each bad value raises an error that names it and its range."""
+    steps = validate.positive_int(steps, "steps")
+    lr = validate.number(lr, "lr", low=0, low_open=True, hint="the learning rate must be positive")
+    warmup = min(100, steps // 10) if warmup is None else validate.count(warmup, "warmup")
+    if decay not in DECAYS:
+        raise ValueError(f"decay must be 'cosine', 'linear' or None, got {decay!r}")
+    weight_decay = validate.number(weight_decay, "weight_decay", low=0)
+    if ema_decay is not None:
+        ema_decay = validate.number(ema_decay, "ema_decay", 0.0, 1.0, high_open=True,
+                                    hint="the EMA keeps d of the average each step (0.999 is usual), or None for none")
+    if grad_clip:
+        grad_clip = validate.number(grad_clip, "grad_clip", low=0, low_open=True,
+                                    hint="it is the largest gradient norm allowed (1.0 is usual), or None for no "
+                                         "clipping; a negative norm would train by gradient ascent")
+    seed = validate._integer(seed, "seed", "an integer")
+    checkpoint_every = validate.positive_int(checkpoint_every, "checkpoint_every")
+    return steps, lr, warmup, decay, weight_decay, ema_decay, grad_clip or None, seed, checkpoint_every
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or inf. Nothing is lost: ``.ema`` is the last good EMA network (eval mode),
+    ``.net`` the trained network before the step that failed, ``.history`` the losses so far, ``.step``
+    the step that failed; with a checkpoint, the state before that step is saved in it, so that a
+    resume with a lower learning rate (``resume=True, may_differ=('lr',)``) continues from there."""
+
+
 def train_loop(net, loss_fn, steps, lr=1e-3, warmup=None, decay="cosine", weight_decay=0.0, ema_decay=0.999,
                grad_clip=1.0, seed=0, checkpoint=None, checkpoint_every=1000, resume=False, progress=True,
-               desc="train", config=None):
+               desc="train", config=None, may_differ=()):
     """Train ``net`` in place, yielding ``{'step', 'loss', 'ema', 'history'}`` after every step.
 
     ``loss_fn(net, generator)`` returns a scalar loss; it must draw all its
     randomness from ``generator`` (a CPU torch.Generator whose state is checkpointed).
     ``ema`` is an EMA copy of ``net`` (or ``net`` itself when ema_decay is None).
+
+    ``config`` holds the settings of the caller that change the result (its data's digest,
+    schedule, batch size, ...); with the loop's own settings it is the run's identity, saved
+    in the checkpoint. ``resume=True`` refuses a checkpoint of another identity and says
+    which setting differs, except the settings named in ``may_differ`` (for example
+    ``('lr',)`` to continue with a lower learning rate after a NaN). While it trains, the run
+    holds its checkpoint folder (``checkpoints.FolderLock``): a second run on the same folder
+    stops at once. The folder's writability and free space are checked before the first step.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    warmup = min(100, steps // 10) if warmup is None else warmup
+    steps, lr, warmup, decay, weight_decay, ema_decay, grad_clip, seed, checkpoint_every = check_settings(
+        steps, lr, warmup, decay, weight_decay, ema_decay, grad_clip, seed, checkpoint_every)
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function loss_fn(net, generator) -> scalar loss, got {type(loss_fn).__name__}")
     net.requires_grad_(True)  # a network returned by training is a frozen EMA copy; train it all the same
     gen = torch.Generator().manual_seed(distributed.rank_seed(seed))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
@@ -117,71 +121,90 @@ def train_loop(net, loss_fn, steps, lr=1e-3, warmup=None, decay="cosine", weight
     history = []
     config = dict(config or {}, steps=steps, lr=lr, warmup=warmup, decay=decay, weight_decay=weight_decay,
                   ema_decay=ema_decay, grad_clip=grad_clip, seed=seed)
-    start = 0
-    if checkpoint is not None and resume and os.path.exists(checkpoint):
-        # on the CPU: the generators' states must stay CPU tensors; load_state_dict copies the
-        # weights (and the optimizer its moments) to wherever the network is
-        state = load_checkpoint(checkpoint, map_location="cpu")
-        check_same_architecture(architecture(net), state["architecture"])
-        if state["config"] != config:
-            changed = [k for k in config if state["config"].get(k) != config[k]]
-            raise ValueError(f"{checkpoint} was written with other settings ({', '.join(changed)}); resume with the "
-                             "same settings, or start afresh with resume=False (or delete the file)")
-        net.load_state_dict(state["model"])
-        if ema is not net:
-            ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        rngs = state.get("rngs", [state["rng"]])  # one generator per rank that wrote the checkpoint
-        if distributed.rank() < len(rngs):
-            gen.set_state(rngs[distributed.rank()])
-        history, start = list(state["history"]), state["step"]
+    with owning(checkpoint if distributed.is_main() else None):
+        start = 0
+        if checkpoint is not None:
+            check_writable(os.path.dirname(os.path.abspath(checkpoint)), checkpoint_bytes(net))
+        if checkpoint is not None and resume and os.path.exists(checkpoint):
+            # on the CPU: the generators' states must stay CPU tensors; load_state_dict copies the
+            # weights (and the optimizer its moments) to wherever the network is
+            state = load_checkpoint(checkpoint, map_location="cpu")
+            check_same_architecture(architecture(net), state["architecture"])
+            changed = [k for k in identity_differences(config, state["config"]) if k not in may_differ]
+            if changed:
+                raise ValueError(f"{checkpoint} was written with other settings ({', '.join(map(str, changed))}); "
+                                 "resume with the same settings, name the ones that may change in may_differ "
+                                 "(only those that cannot spoil the run, such as lr after a NaN), or start afresh "
+                                 "with resume=False (or delete the file)")
+            net.load_state_dict(state["model"])
+            if ema is not net:
+                ema.load_state_dict(state["ema"])
+            opt.load_state_dict(state["optimizer"])
+            rngs = state.get("rngs", [state["rng"]])  # one generator per rank that wrote the checkpoint
+            if distributed.rank() < len(rngs):
+                gen.set_state(rngs[distributed.rank()])
+            history, start = list(state["history"]), state["step"]
 
-    def save(step):
-        rngs = distributed.gather(gen.get_state())  # every rank's generator; rank 0 writes
-        if distributed.is_main():
-            save_checkpoint(checkpoint, {
-                "format": FORMAT, "architecture": architecture(net), "config": config, "step": step,
-                "model": net.state_dict(), "ema": ema.state_dict() if ema is not net else None,
-                "optimizer": opt.state_dict(), "rng": rngs[0], "rngs": rngs, "history": history})
+        def save(step, rng):
+            rngs = distributed.gather(rng)  # every rank's generator; rank 0 writes
+            if distributed.is_main():
+                save_checkpoint(checkpoint, {
+                    "architecture": architecture(net), "config": config, "step": step,
+                    "model": net.state_dict(), "ema": ema.state_dict() if ema is not net else None,
+                    "optimizer": opt.state_dict(), "rng": rngs[0], "rngs": rngs, "history": history})
 
-    net.train()
-    bar = progress_bar(total=steps, initial=start, desc=desc, disable=not (progress and distributed.is_main()),
-                       mininterval=0.5, unit="step")
-    for step in range(start, steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup, decay)
-        loss = loss_fn(model, gen)
-        # read once per step (on a GPU every read waits for the device): the same on every rank, so all
-        # ranks stop together on NaN, before the backward pass can spread it into the weights
-        shown = float(distributed.mean(loss.detach()))
-        if not math.isfinite(shown):
-            bar.close()
-            last = f"; the last checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
-            raise FloatingPointError(
-                f"the loss became {shown} at step {step}: lower the learning rate (lr={lr}), keep gradient "
-                f"clipping on (grad_clip={grad_clip}), and check the data for NaN/inf or extreme values{last}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-        opt.step()
-        if ema is not net:
-            ema_update(ema, net, ema_decay, step)
-        history.append(shown)
-        bar.update(1)
-        if step % 50 == 0 or step == steps - 1:
-            bar.set_postfix(loss=f"{sum(history[-50:]) / len(history[-50:]):.4f}")
-        if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
-            save(step + 1)
-        yield {"step": step + 1, "loss": history[-1], "ema": ema, "history": history}
-    bar.close()
-    if start == steps:  # resumed a finished run: hand back its state once
-        yield {"step": steps, "loss": history[-1] if history else float("nan"), "ema": ema, "history": history}
+        net.train()
+        bar = progress_bar(total=steps, initial=start, desc=desc, disable=not (progress and distributed.is_main()),
+                           mininterval=0.5, unit="step")
+        for step in range(start, steps):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, steps, lr, warmup, decay)
+            rng = gen.get_state() if checkpoint is not None else None  # the state this step starts from
+            loss = loss_fn(model, gen)
+            # read once per step (on a GPU every read waits for the device): the same on every rank, so all
+            # ranks stop together on NaN, before the backward pass can spread it into the weights
+            shown = float(distributed.mean(loss.detach()))
+            if not math.isfinite(shown):
+                bar.close()
+                raise _diverged(shown, step, lr, grad_clip, checkpoint, save, rng, net, ema, history)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+            opt.step()
+            if ema is not net:
+                ema_update(ema, net, ema_decay, step)
+            history.append(shown)
+            bar.update(1)
+            if step % 50 == 0 or step == steps - 1:
+                bar.set_postfix(loss=f"{sum(history[-50:]) / len(history[-50:]):.4f}")
+            if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+                save(step + 1, gen.get_state())
+            yield {"step": step + 1, "loss": history[-1], "ema": ema, "history": history}
+        bar.close()
+        if start == steps:  # resumed a finished run: hand back its state once
+            yield {"step": steps, "loss": history[-1] if history else float("nan"), "ema": ema, "history": history}
+
+
+def _diverged(shown, step, lr, grad_clip, checkpoint, save, rng, net, ema, history):
+    """The error of a NaN loss, after saving the state the failing step started from (weights are
+    still finite: the NaN is caught before the backward pass)."""
+    where = ""
+    if checkpoint is not None:
+        save(step, rng)
+        where = (f"; the state before step {step} is saved in {checkpoint}: continue from it with a lower rate, "
+                 f"e.g. lr={lr / 3:.3g}, resume=True, may_differ=('lr',)")
+    err = TrainingDiverged(f"the loss became {shown} at step {step}: lower the learning rate (lr={lr}), keep "
+                           f"gradient clipping on (grad_clip={grad_clip}), and check the data for NaN/inf or "
+                           f"extreme values{where}. The last good EMA network is kept in this error's .ema")
+    err.ema, err.net, err.history, err.step = ema.eval(), net, list(history), step
+    return err
 
 
 def fit(net, loss_fn, steps, **kwargs):
     """Run ``train_loop`` to the end; return the EMA network (eval mode) with ``.history``,
-    a dict of per-step 'loss' values."""
+    a dict of per-step 'loss' values. A NaN loss raises ``TrainingDiverged``, which keeps the
+    last good EMA network (``err.ema``) and, with a checkpoint, saves the state before it."""
     state = None
     for state in train_loop(net, loss_fn, steps, **kwargs):
         pass
@@ -227,15 +250,30 @@ def train_diffusion(net, data, sched, steps=2_000, seed=0, batch_size=256, lr=1e
     epoch is advanced here each time the loader runs out). A DataLoader's place in its
     epoch is not checkpointed: a resumed run continues with a fresh pass over the data.
     """
-    device = next(net.parameters()).device
+    if not isinstance(net, torch.nn.Module):
+        raise TypeError(f"net must be a torch.nn.Module (a denoiser), got {type(net).__name__}")
+    device = validate.network_device(net)
+    batch_size = validate.positive_int(batch_size, "batch_size")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    p_uncond = validate.probability(p_uncond, "p_uncond")
+    num_classes = (getattr(net, "config", None) or {}).get("num_classes")
+    if p_uncond > 0 and labels is None and not isinstance(data, torch.utils.data.DataLoader):
+        raise ValueError("p_uncond > 0 replaces labels by the null label: pass labels= as well")
     loader = None
     if isinstance(data, torch.utils.data.DataLoader):
         check_loader(data)
         loader, it, sampler = data, iter(data), distributed_sampler(data)
     else:
         data = as_data(data, "data")
-        if labels is not None and len(labels) != len(data):
-            raise ValueError(f"labels must have one entry per example: got {len(labels)} labels for {len(data)} examples")
+        if data.shape[1:] != tuple(getattr(net, "sample_shape", data.shape[1:])):
+            raise ValueError(f"data has examples of shape {tuple(data.shape[1:])} but the network makes samples of "
+                             f"shape {tuple(net.sample_shape)}; build the network for this data")
+        if labels is not None:
+            if not num_classes:
+                raise ValueError(f"labels were given but the {type(net).__name__} has no class embedding: build it "
+                                 "with num_classes= (the number of classes) to train it on labels")
+            labels = validate.class_labels(labels, len(data), num_classes, "labels")
 
     def next_batch(gen):
         nonlocal it
@@ -261,9 +299,10 @@ def train_diffusion(net, data, sched, steps=2_000, seed=0, batch_size=256, lr=1e
             y = y.to(device).long().clone()
             if p_uncond > 0:
                 drop = torch.rand(y.shape[0], generator=gen).to(device) < p_uncond
-                y[drop] = net.config["num_classes"]
+                y[drop] = null_label(net)
             kw["y"] = y
         return diffusion_loss(net, x, sched, weighting=weighting, generator=gen, **kw)
 
-    config = dict(batch_size=batch_size, weighting=weighting, p_uncond=p_uncond, schedule=repr(sched))
+    config = dict(batch_size=batch_size, weighting=weighting, p_uncond=p_uncond, schedule=schedule_identity(sched),
+                  data=data_identity(data), labels=None if labels is None else fingerprint(labels, length=16))
     return fit(net, loss_fn, steps, lr=lr, seed=seed, config=config, desc=kwargs.pop("desc", "train"), **kwargs)

@@ -111,7 +111,7 @@ def test_nan_guard_on_huge_data():
         pdl.train_diffusion(small_net(), huge, SCHED, steps=10, weighting="x", progress=False)
 
 
-def test_nan_guard_names_the_step_and_the_last_checkpoint(tmp_path):
+def test_nan_guard_saves_the_state_before_the_step_and_the_advice_can_be_followed(tmp_path):
     path = str(tmp_path / "run.pt")
     calls = []
 
@@ -120,11 +120,36 @@ def test_nan_guard_names_the_step_and_the_last_checkpoint(tmp_path):
         loss = pdl.diffusion_loss(net, moons(64), SCHED, generator=gen)
         return loss * float("nan") if len(calls) == 8 else loss
 
-    with pytest.raises(FloatingPointError, match=rf"at step 7: .*the last checkpoint is {re.escape(path)}"):
+    with pytest.raises(FloatingPointError, match=rf"at step 7: .*the state before step 7 is saved in "
+                                                 rf"{re.escape(path)}.*may_differ=\('lr',\)") as caught:
         for _ in pdl.train_loop(small_net(), loss_fn, steps=20, checkpoint=path, checkpoint_every=5,
                                 progress=False):
             pass
-    assert load_checkpoint(path)["step"] == 5  # the state before the failure is kept
+    state = load_checkpoint(path)
+    assert state["step"] == 7 and len(state["history"]) == 7  # nothing trained is lost
+    assert caught.value.ema is not None and caught.value.step == 7
+    # the advice: resume with a lower learning rate, which may differ when asked for explicitly
+    with pytest.raises(ValueError, match=r"other settings \(lr\)"):
+        pdl.fit(small_net(), loss_fn, 20, lr=3e-4, checkpoint=path, resume=True, progress=False)
+    net = pdl.fit(small_net(), loss_fn, 20, lr=3e-4, checkpoint=path, resume=True, may_differ=("lr",),
+                  progress=False)
+    assert len(net.history["loss"]) == 20 and all(math.isfinite(v) for v in net.history["loss"])
+
+
+def test_nan_guard_keeps_the_ema_without_a_checkpoint():
+    calls = []
+
+    def loss_fn(net, gen):
+        calls.append(1)
+        loss = pdl.diffusion_loss(net, moons(64), SCHED, generator=gen)
+        return loss * float("nan") if len(calls) == 30 else loss
+
+    with pytest.raises(FloatingPointError) as caught:
+        pdl.fit(small_net(), loss_fn, 50, progress=False)
+    ema = caught.value.ema
+    assert not ema.training and all(torch.isfinite(p).all() for p in ema.parameters())
+    assert len(caught.value.history) == 29
+    assert pdl.ddim_sample(ema, SCHED, n=8, steps=2).isfinite().all()
 
 
 # ---------------------------------------------------------------------------------------

@@ -129,4 +129,4 @@ def test_image_teacher_recipe_trains_once_then_loads(tmp_path, monkeypatch):
     for a, b in zip(net.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
     conditional, _ = pdl.recipes.image_teacher(conditional=True, progress=False, budget_name="smoke")
-    assert conditional.config["num_classes"] == 10 and len(os.listdir(tmp_path)) == 2
+    assert conditional.config["num_classes"] == 10 and len(list(tmp_path.glob("*.pt"))) == 2

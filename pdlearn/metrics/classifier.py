@@ -24,6 +24,7 @@ from torch import nn
 from ..budget import checkpoint_path, device, sizes
 from ..images import digits, image_set
 from ..train import fit
+from ..validate import network_device
 
 WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "digits_classifier.pt")
 FORMAT = "pdlearn-digits-classifier-1"
@@ -73,7 +74,7 @@ def augment(x, gen):
 def accuracy(net, x, y, batch_size=1024):
     """Fraction of images whose most probable class is the label."""
     net.eval()
-    at = next(net.parameters()).device
+    at = network_device(net)
     predicted = torch.cat([net(c.to(at)).argmax(1).cpu() for c in x.split(batch_size)])
     return float((predicted == y).float().mean())
 

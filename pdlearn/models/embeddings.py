@@ -22,8 +22,20 @@ class SinusoidalEmbedding(nn.Module):
         return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
 
 
+def null_label(net):
+    """The null label of a class-conditional network: the index ``num_classes`` (one past the
+    last class), which ``ClassEmbedding`` gives a vector of its own and ``y=None`` stands for.
+    Training replaces labels by it at rate p_uncond (classifier-free guidance, Ho & Salimans,
+    2022); guidance evaluates the network at it for the unconditional prediction."""
+    num_classes = (getattr(net, "config", None) or {}).get("num_classes")
+    if not num_classes:
+        raise ValueError(f"{type(net).__name__} has no class embedding; build it with num_classes= and train it "
+                         "with train_diffusion(..., labels=y, p_uncond=0.1) for classifier-free guidance")
+    return num_classes
+
+
 class ClassEmbedding(nn.Module):
-    """A learned vector per class plus one for the null label (index num_classes),
+    """A learned vector per class plus one for the null label (index num_classes, ``null_label``),
     used for classifier-free guidance (Ho & Salimans, 2022). y=None means null."""
 
     def __init__(self, num_classes, dim):
@@ -34,7 +46,11 @@ class ClassEmbedding(nn.Module):
     def forward(self, y, n):
         if y is None:  # the null label for all
             return self.table(torch.full((n,), self.num_classes, dtype=torch.long, device=self.table.weight.device))
-        y = torch.as_tensor(y).long()
+        y = torch.as_tensor(y)
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise TypeError(f"labels y must be integer class indices (long), got dtype {y.dtype}: a float label "
+                            "would be truncated silently")
+        y = y.long()
         if y.ndim == 0:
             y = y.expand(n)
         if y.shape != (n,):
