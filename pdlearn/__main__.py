@@ -60,6 +60,9 @@ def parser():
                                                  "./checkpoints)")
     common.add_argument("--seed", type=int, default=0, help="seed of the networks, minibatches and samples")
     common.add_argument("--no-progress", action="store_true", help="no progress bars (for job logs)")
+    common.add_argument("--fresh", action="store_true", help="start afresh: train every stage again and write over "
+                                                             "its checkpoints instead of resuming from them")
+    common.add_argument("--debug", action="store_true", help="on an error, show the full traceback too")
     rounds = argparse.ArgumentParser(add_help=False)
     rounds.add_argument("--start-steps", type=positive_int, help="DDIM steps of the teacher the first round halves")
     rounds.add_argument("--end-steps", type=positive_int, help="DDIM steps of the last student")
@@ -97,14 +100,15 @@ def run(args):
     progress = not args.no_progress
     if args.command == "teacher":
         say("teacher sizes:", sizes("digits_teacher", args.budget))
-        net, _ = protocol.teacher(args.data, args.budget, args.seed, progress)
+        net, _ = protocol.teacher(args.data, args.budget, args.seed, progress, resume=not args.fresh)
         say(f"teacher: {len(net.history['loss'])} steps, last loss {net.history['loss'][-1]:.4f}")
     students = {}
     if args.command in ("distill", "evaluate"):
         say(f"distilling {args.start_steps} -> {args.end_steps} steps, {args.iters_per_round} iterations per round, "
             f"batch size {rounds['batch_size']} per process, lr {rounds['lr']}")
         for student, r in protocol.students(args.data, args.budget, args.start_steps, args.end_steps,
-                                            args.iters_per_round, args.seed, args.checkpoint_every, progress):
+                                            args.iters_per_round, args.seed, args.checkpoint_every, progress,
+                                            resume=not args.fresh):
             students[r["steps"]] = student
             say(f"round {r['round']}: {r['teacher_steps']} -> {r['steps']} steps, loss {r['loss']:.4f}, "
                 f"{r['wall_s']:.1f} s{' (loaded)' if r['loaded'] else ''}")
@@ -147,8 +151,15 @@ def main(argv=None):
     distributed.init()
     try:
         run(args)
-    except (ValueError, FileNotFoundError, ConnectionError, ImportError) as err:
-        print(f"python -m pdlearn {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"python -m pdlearn {args.command}: interrupted; run the same command again to resume from the last "
+              "checkpoint", file=sys.stderr)
+        return 130
+    except Exception as err:  # every error: one message and a non-zero exit (the traceback with --debug)
+        if args.debug:
+            raise
+        print(f"python -m pdlearn {args.command}: error: {err}\n(run again with --debug to see where it happened)",
+              file=sys.stderr)
         return 1  # under torchrun, the launcher stops the other ranks
     distributed.shutdown()
     return 0

@@ -21,7 +21,9 @@ A damaged file is never retrained over silently: the error names it and says wha
 (delete it, or start afresh with ``resume=False`` / ``--fresh``), because a damaged file
 can mean a failing disk, and retraining a round can cost hours at the gpu budget.
 """
+import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -215,6 +217,11 @@ def _unwritable(folder, err):
                            "(PDLEARN_CHECKPOINTS or --checkpoint-dir)")
 
 
+def write_torch(path, obj):
+    """``torch.save(obj)`` to ``path`` atomically (for files of other formats, such as the classifier's)."""
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
 def save_checkpoint(path, state):
     """Write the checkpoint dict ``state`` atomically, with its format and a digest of its whole content."""
     state = dict(state, format=FORMAT)
@@ -272,7 +279,8 @@ def check_writable(folder, need_bytes=0):
         os.makedirs(folder, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".pdlearn-probe.", suffix=".tmp")
         os.close(fd)
-        os.remove(probe)
+        with contextlib.suppress(FileNotFoundError):  # the folder's owner may have swept it already
+            os.remove(probe)
     except OSError as err:
         raise _unwritable(folder, err) from err
     free = shutil.disk_usage(folder).free
@@ -314,6 +322,8 @@ class FolderLock:
             write_json(os.path.join(self.folder, OWNER_NAME),
                        {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300],
                         "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+            for leftover in glob.glob(os.path.join(self.folder, "*.tmp")):  # of runs that were killed mid-write:
+                os.remove(leftover)  # no run but this one writes here now, so none of them is being written
         self._held[self.folder] = (lock, depth + 1)
         return self
 

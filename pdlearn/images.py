@@ -113,8 +113,9 @@ def sha256(path):
     return h.hexdigest()
 
 
-def fetch(name, root=None, download=False):
-    """The folder holding the files of set ``name``, downloading the missing ones if asked.
+def fetch(name, root=None, download=False, files=None):
+    """The folder holding the files of set ``name`` (all of them, or only ``files``), downloading
+    the missing ones if asked.
 
     A downloaded file is kept only if its SHA-256 matches the published one.
     Files already in the folder are trusted (they were checked when downloaded,
@@ -123,7 +124,8 @@ def fetch(name, root=None, download=False):
     if name not in SOURCES:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(SOURCES)}")
     folder = os.path.join(data_dir(root), name)
-    missing = [f for f in SOURCES[name]["files"] if not os.path.exists(os.path.join(folder, f))]
+    wanted = SOURCES[name]["files"] if files is None else files
+    missing = [f for f in wanted if not os.path.exists(os.path.join(folder, f))]
     if missing and not download:
         raise FileNotFoundError(
             f"{name} is not in {folder} (missing {', '.join(missing)}). Pass download=True to fetch it "
@@ -186,13 +188,20 @@ def _to_images(pixels):
 def _idx_set(name, split, root, download, return_labels):
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    folder = fetch(name, root, download)
     prefix = "train" if split == "train" else "t10k"
-    x = _to_images(read_idx(os.path.join(folder, f"{prefix}-images-idx3-ubyte.gz"))[:, None])
-    if not return_labels:
-        return x
-    y = torch.from_numpy(read_idx(os.path.join(folder, f"{prefix}-labels-idx1-ubyte.gz")).astype(np.int64))
-    return x, y
+    images, labels = f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"
+    folder = fetch(name, root, download, files=[images, labels])  # one split needs only its own two files
+    pixels = read_idx(os.path.join(folder, images))
+    if pixels.ndim != 3:
+        raise ValueError(f"{os.path.join(folder, images)} holds an array of shape {pixels.shape}, not images "
+                         "[n, height, width]; is it a label file? Put the original files of the set there")
+    y = read_idx(os.path.join(folder, labels))
+    if y.shape != (pixels.shape[0],) or (y.size and y.max() > 9):
+        raise ValueError(f"{os.path.join(folder, labels)} does not label {os.path.join(folder, images)}: it holds "
+                         f"{y.shape[0] if y.ndim == 1 else y.shape} labels (largest {int(y.max()) if y.size else '-'}) "
+                         f"for {pixels.shape[0]} images; put the matching original files of the set there")
+    x = _to_images(pixels[:, None])
+    return (x, torch.from_numpy(y.astype(np.int64))) if return_labels else x
 
 
 def mnist(split="train", root=None, download=False, return_labels=False):

@@ -15,6 +15,13 @@ import torch
 PREDICTIONS = ("eps", "x", "v")
 
 
+def check_prediction(prediction):
+    """Raise unless ``prediction`` is one of PREDICTIONS; return it."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    return prediction
+
+
 def expand(a, z):
     """Broadcast a per-sample coefficient of shape [n] (or a scalar) against z [n, ...]."""
     a = torch.as_tensor(a, dtype=z.dtype, device=z.device)

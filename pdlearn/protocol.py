@@ -35,15 +35,15 @@ def fetch(name):
     distributed.barrier()
 
 
-def teacher(name, budget_name, seed=0, progress=True):
-    """The image teacher on set ``name`` at the budget: trained, resumed or loaded.
-    Returns (net, x_train) as ``recipes.image_teacher``."""
+def teacher(name, budget_name, seed=0, progress=True, resume=True):
+    """The image teacher on set ``name`` at the budget: trained, resumed or loaded (``resume=False``:
+    trained afresh). Returns (net, x_train) as ``recipes.image_teacher``."""
     fetch(name)
-    return image_teacher(name, seed=seed, progress=progress, budget_name=budget_name)
+    return image_teacher(name, seed=seed, progress=progress, budget_name=budget_name, resume=resume)
 
 
 def students(name, budget_name, start_steps, end_steps, iters_per_round, seed=0, checkpoint_every=500,
-             progress=True):
+             progress=True, resume=True):
     """Progressive distillation (Salimans & Ho, 2022) of the image teacher from ``start_steps``
     to ``end_steps`` DDIM steps, ``iters_per_round`` iterations per round: a generator of
     (student, record) after each round (``recipes.image_student_rounds``, the chapter's own
@@ -51,7 +51,7 @@ def students(name, budget_name, start_steps, end_steps, iters_per_round, seed=0,
     fetch(name)
     yield from image_student_rounds(name, seed=seed, progress=progress, budget_name=budget_name,
                                     start_steps=start_steps, end_steps=end_steps, iters_per_round=iters_per_round,
-                                    checkpoint_every=checkpoint_every)
+                                    checkpoint_every=checkpoint_every, resume=resume)
 
 
 @torch.no_grad()

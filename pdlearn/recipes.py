@@ -13,15 +13,16 @@ from .schedules import CosineSchedule
 from .train import train_diffusion
 
 
-def cached_teacher(net, data, name, recipe, steps, budget_name=None, checkpoint_every=1000, **kwargs):
+def cached_teacher(net, data, name, recipe, steps, budget_name=None, checkpoint_every=1000, resume=True, **kwargs):
     """Train ``net`` on ``data`` with the diffusion loss on the cosine schedule, or load it when a
     run of the same recipe finished before: the checkpoint ``checkpoint_path(name)`` carries a
     fingerprint of ``recipe`` (the sizes and settings that make the teacher) in its name, so a
     changed recipe trains afresh instead of resuming a stale file, and an interrupted one
-    resumes. Other keyword arguments go to ``train_diffusion``. Returns the EMA network."""
+    resumes (``resume=False``: trained afresh, over the old file). Other keyword arguments go to
+    ``train_diffusion``. Returns the EMA network."""
     path = run_file(checkpoint_path(name, budget_name), recipe)
     return train_diffusion(net, data, CosineSchedule(), steps=steps, checkpoint=path, checkpoint_every=checkpoint_every,
-                           resume=True, **kwargs)
+                           resume=resume, **kwargs)
 
 
 def toy_teacher(name="moons", prediction="v", seed=0, progress=True, budget_name=None):
@@ -43,7 +44,7 @@ def toy_teacher(name="moons", prediction="v", seed=0, progress=True, budget_name
 
 
 def image_teacher(name=None, prediction="v", conditional=False, p_uncond=0.1, seed=0, progress=True,
-                  budget_name=None):
+                  budget_name=None, resume=True):
     """A UNet diffusion teacher for images at the current budget (sizes 'digits_teacher').
 
     ``name`` defaults to ``image_data()``, the budget's data set unless ``PDLEARN_IMAGES``
@@ -65,12 +66,12 @@ def image_teacher(name=None, prediction="v", conditional=False, p_uncond=0.1, se
     net = cached_teacher(net, x, f"{name}_{'cond_' if conditional else ''}teacher_{prediction}_seed{seed}",
                          dict(cfg, p_uncond=p_uncond), cfg["steps"], budget_name, checkpoint_every=500, seed=seed,
                          batch_size=cfg["batch_size"], lr=cfg["lr"], labels=y if conditional else None,
-                         p_uncond=p_uncond, progress=progress, desc=f"{name} teacher")
+                         p_uncond=p_uncond, progress=progress, desc=f"{name} teacher", resume=resume)
     return net, x
 
 
 def image_student_rounds(name=None, prediction="v", seed=0, progress=True, budget_name=None, start_steps=None,
-                         end_steps=None, iters_per_round=None, checkpoint_every=1000):
+                         end_steps=None, iters_per_round=None, checkpoint_every=1000, resume=True):
     """The image teacher distilled progressively, as a generator of (student, record) per round.
 
     Distils ``image_teacher(name, prediction, seed)`` from ``start_steps`` DDIM steps down
@@ -83,11 +84,12 @@ def image_student_rounds(name=None, prediction="v", seed=0, progress=True, budge
     from .distill import distill_rounds
 
     cfg = sizes("digits_distill", budget_name)
-    teacher, x = image_teacher(name, prediction=prediction, seed=seed, progress=progress, budget_name=budget_name)
+    teacher, x = image_teacher(name, prediction=prediction, seed=seed, progress=progress, budget_name=budget_name,
+                               resume=resume)
     name = name or image_data(budget_name)
     yield from distill_rounds(teacher, x, CosineSchedule(), start_steps or cfg["start_steps"],
                               end_steps or cfg["end_steps"], iters_per_round or cfg["iters_per_round"], seed=seed,
-                              lr=cfg["lr"], batch_size=cfg["batch_size"], resume=True, progress=progress,
+                              lr=cfg["lr"], batch_size=cfg["batch_size"], resume=resume, progress=progress,
                               checkpoint_every=checkpoint_every,
                               checkpoint=checkpoint_path(f"{name}_distill_{prediction}", budget_name))
 

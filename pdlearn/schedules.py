@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from .validate import number, positive_int
+
 
 class Schedule:
     """Interface: ``alpha_sigma(t)``; everything else follows from it."""
@@ -54,9 +56,8 @@ class Schedule:
 
 
 def check_steps(steps):
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    return steps
+    """``steps`` as a Python int >= 1 (numpy and 0-d torch integers too), or a clear error."""
+    return positive_int(steps, "steps")
 
 
 class CosineSchedule(Schedule):
@@ -70,6 +71,9 @@ class CosineSchedule(Schedule):
     """
 
     def __init__(self, logsnr_min=None):
+        if logsnr_min is not None:
+            logsnr_min = number(logsnr_min, "logsnr_min", high=20.0,
+                                hint="it is the log-SNR at t = 1, e.g. -10; None keeps alpha_1 = 0")
         self.logsnr_min = logsnr_min
         self.t_max = 1.0 if logsnr_min is None else (2 / math.pi) * math.atan(math.exp(-logsnr_min / 2))
 
@@ -103,7 +107,10 @@ class LinearBetaSchedule(Schedule):
     """
 
     def __init__(self, T=1000, beta_start=1e-4, beta_end=0.02):
-        self.T = T
+        T = positive_int(T, "T")
+        beta_start = number(beta_start, "beta_start", 0.0, 1.0, low_open=True, high_open=True)
+        beta_end = number(beta_end, "beta_end", 0.0, 1.0, low_open=True, high_open=True)
+        self.T, self.beta_start, self.beta_end = T, beta_start, beta_end
         betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
         log_abar = torch.cumsum(torch.log1p(-betas), 0)
         self.betas = betas
@@ -127,4 +134,4 @@ class LinearBetaSchedule(Schedule):
         return log_abar - torch.log(-torch.expm1(log_abar))
 
     def __repr__(self):
-        return f"LinearBetaSchedule(T={self.T})"
+        return f"LinearBetaSchedule(T={self.T}, beta_start={self.beta_start}, beta_end={self.beta_end})"

@@ -99,6 +99,35 @@ def test_bad_input_exits_non_zero_from_the_shell(tmp_path):
     assert done.returncode == 2 and "start_steps must be end_steps times a power of two" in done.stderr
 
 
+def test_a_damaged_checkpoint_is_one_message_naming_it_and_the_fix(teacher_dir, tmp_path, capsys):
+    folder = with_teacher(teacher_dir, tmp_path / "damaged")
+    (teacher,) = glob.glob(os.path.join(folder, "digits_teacher_*.pt"))
+    with open(teacher, "r+b") as f:
+        f.truncate(os.path.getsize(teacher) // 2)
+    assert cli(folder, "teacher") == 1
+    err = capsys.readouterr().err
+    assert f"error: {teacher} is damaged" in err and "--fresh" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="damaged"):  # --debug shows where it happened
+        cli(folder, "teacher", "--debug")
+    assert cli(folder, "teacher", "--fresh") == 0  # --fresh trains it again, over the damaged file
+    assert cli(folder, "teacher") == 0
+
+
+def test_a_held_folder_is_one_message(teacher_dir, tmp_path, capsys):
+    from test_checkpoints import HOLD
+
+    folder = with_teacher(teacher_dir, tmp_path / "held")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert cli(folder, "teacher", "--fresh") == 1
+        err = capsys.readouterr().err
+        assert f"another run is using the checkpoint folder {folder}" in err and f"process {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_teacher_loads_the_second_time(teacher_dir, capsys):
     assert cli(teacher_dir, "teacher") == 0
     out = capsys.readouterr().out

@@ -22,6 +22,7 @@ from einops import rearrange
 from torch import nn
 
 from ..budget import checkpoint_path, device, sizes
+from ..checkpoints import write_torch
 from ..images import digits, image_set
 from ..train import fit
 from ..validate import network_device
@@ -103,12 +104,9 @@ def train_classifier(steps=3000, batch_size=128, lr=2e-3, seed=0, progress=True,
 
 def save_classifier(net, test_accuracy, path=WEIGHTS, name="digits"):
     """Write the weights (float32), the input shape and their held-out accuracy on set ``name``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    torch.save({"format": FORMAT, "model": net.state_dict(), "test_accuracy": float(test_accuracy),
-                "input_shape": list(net.input_shape), "image_set": name, "train_split": f"{name} 'train'",
-                "test_split": f"{name} 'test'"}, tmp)
-    os.replace(tmp, path)  # a job killed mid-write leaves no broken file
+    write_torch(path, {"format": FORMAT, "model": net.state_dict(), "test_accuracy": float(test_accuracy),
+                       "input_shape": list(net.input_shape), "image_set": name, "train_split": f"{name} 'train'",
+                       "test_split": f"{name} 'test'"})  # atomic: a job killed mid-write leaves no broken file
 
 
 @lru_cache(maxsize=8)
@@ -119,7 +117,11 @@ def load_classifier(path=WEIGHTS):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no digits classifier weights at {path}; train them with "
                                 "`python -m pdlearn.metrics.classifier` (about a minute on a CPU)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path} is damaged or not a classifier file ({type(err).__name__}); delete it and it is "
+                         "trained afresh on next use") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a digits classifier file (format {FORMAT!r})")
     channels, size, _ = state.get("input_shape", (1, 8, 8))

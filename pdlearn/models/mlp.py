@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from ..parameterization import check_prediction
+from ..validate import count, positive_int
 from .embeddings import ClassEmbedding, SinusoidalEmbedding
 
 
@@ -38,6 +40,11 @@ class MLPDenoiser(nn.Module):
 
     def __init__(self, dim=2, width=128, depth=3, emb_dim=64, prediction="v", num_classes=None, w_cond=False):
         super().__init__()
+        dim, width, emb_dim = (positive_int(v, k) for v, k in ((dim, "dim"), (width, "width"), (emb_dim, "emb_dim")))
+        depth = count(depth, "depth")
+        check_prediction(prediction)
+        if num_classes is not None:
+            num_classes = positive_int(num_classes, "num_classes")
         self.config = dict(dim=dim, width=width, depth=depth, emb_dim=emb_dim, prediction=prediction,
                            num_classes=num_classes, w_cond=w_cond)
         self.prediction = prediction

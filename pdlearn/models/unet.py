@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ..parameterization import check_prediction
+from ..validate import positive_int, probability
 from .embeddings import ClassEmbedding, SinusoidalEmbedding
 
 
@@ -108,7 +110,16 @@ class UNet(nn.Module):
     def __init__(self, in_channels=1, image_size=8, channels=32, ch_mult=(1, 2), num_res_blocks=1, attention=True,
                  heads=4, dropout=0.0, prediction="v", num_classes=None, w_cond=False):
         super().__init__()
-        ch_mult = tuple(int(m) for m in ch_mult)
+        in_channels, image_size = positive_int(in_channels, "in_channels"), positive_int(image_size, "image_size")
+        channels, num_res_blocks = positive_int(channels, "channels"), positive_int(num_res_blocks, "num_res_blocks")
+        heads = positive_int(heads, "heads")
+        ch_mult = tuple(positive_int(m, "every entry of ch_mult") for m in ch_mult)
+        if not ch_mult:
+            raise ValueError("ch_mult must name at least one level, e.g. (1, 2)")
+        dropout = probability(dropout, "dropout")
+        check_prediction(prediction)
+        if num_classes is not None:
+            num_classes = positive_int(num_classes, "num_classes")
         if image_size % 2 ** (len(ch_mult) - 1):
             raise ValueError(f"image_size={image_size} cannot be halved {len(ch_mult) - 1} times (ch_mult={ch_mult}); "
                              f"use fewer levels or pad the images to a multiple of {2 ** (len(ch_mult) - 1)}")
