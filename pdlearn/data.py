@@ -8,6 +8,8 @@ import math
 import numpy as np
 import torch
 
+from .validate import positive_int
+
 from .images import cifar10, digits, fashion_mnist, image_set, mnist  # noqa: F401  (pdl.data.digits() beside pdl.data.toy())
 
 TOY = ("moons", "swiss_roll", "checkerboard", "eight_gaussians", "rings")
@@ -47,8 +49,7 @@ def toy(name, n=10_000, seed=0, return_labels=False):
     """
     if name not in TOY:
         raise ValueError(f"unknown toy set {name!r}; choose one of {', '.join(TOY)}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = positive_int(n, "n")
     g = np.random.default_rng(seed)
     if name == "moons":
         y = g.integers(0, 2, n)

@@ -86,7 +86,7 @@ def mmd_rbf(x, y, bandwidths=BANDWIDTHS):
         raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
     n, m, nb = x.shape[0], y.shape[0], len(bandwidths)
     if n < 2 or m < 2:
-        raise ValueError("mmd_rbf needs at least 2 points in each set")
+        raise ValueError(f"mmd_rbf needs at least 2 points in each set, got x with {n} and y with {m}")
     kxx = (_kernel_sum(x, x, bandwidths) - n * nb) / (n * (n - 1))
     if kyy is None:
         kyy = (_kernel_sum(y, y, bandwidths) - m * nb) / (m * (m - 1))
