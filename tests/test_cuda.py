@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
+from conftest import make_mlp
 from pdlearn import speed
 from pdlearn.sampling import NoiseSource
 from pdlearn.train import load_checkpoint
@@ -25,8 +26,7 @@ SCHED = pdl.CosineSchedule()
 
 
 def small_net(seed=0):
-    torch.manual_seed(seed)
-    return pdl.models.MLPDenoiser(dim=2, width=32, depth=2)
+    return make_mlp(seed, width=32, depth=2)
 
 
 def test_the_gpu_draws_the_cpus_noise_and_samples_its_samples():

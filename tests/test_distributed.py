@@ -20,6 +20,7 @@ import torch
 import torch.multiprocessing as mp
 
 import pdlearn as pdl
+from conftest import make_mlp
 from pdlearn import distributed
 from pdlearn.train import fit, load_checkpoint, train_loop
 
@@ -27,9 +28,7 @@ SCHED = pdl.CosineSchedule()
 STEPS, BATCH, SEED = 8, 32, 3
 
 
-def small_net(seed=0):
-    torch.manual_seed(seed)
-    return pdl.models.MLPDenoiser(dim=2, width=16, depth=1)
+small_net = make_mlp  # MLPDenoiser(dim=2, width=16, depth=1), seeded
 
 
 def moons():

@@ -4,15 +4,14 @@ import pytest
 import torch
 
 import pdlearn as pdl
+from conftest import make_unet
 from pdlearn import guidance
-from pdlearn.models import UNet
 
 SCHED = pdl.CosineSchedule()
 
 
 def tiny_unet(**kw):
-    torch.manual_seed(0)
-    return UNet(channels=8, ch_mult=(1, 2), num_classes=10, **kw)
+    return make_unet(num_classes=10, **kw)
 
 
 @pytest.fixture(scope="module")

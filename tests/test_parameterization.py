@@ -140,3 +140,15 @@ def test_unknown_prediction_is_rejected():
 def test_wrong_output_shape_is_named():
     with pytest.raises(ValueError, match="shape"):
         pdl.predict(Constant(torch.zeros(3, 1), "v"), torch.randn(3, 2), 0.5, pdl.CosineSchedule())
+
+
+def test_a_shared_time_given_as_a_copy_gives_what_the_stride_0_view_gives():
+    from conftest import make_mlp, make_unet
+
+    for net, z in ((make_mlp(width=16), torch.randn(10, 2)), (make_unet(), torch.randn(3, 1, 8, 8))):
+        net.eval()
+        shared = torch.tensor(0.3).expand(z.shape[0])  # what predict passes
+        assert shared.stride(0) == 0
+        with torch.no_grad():
+            torch.testing.assert_close(net(z, shared), net(z, torch.full((z.shape[0],), 0.3)))
+            torch.testing.assert_close(net(z, shared), net(z, torch.tensor([0.3]).repeat(z.shape[0])))

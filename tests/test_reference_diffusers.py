@@ -31,6 +31,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
+from conftest import make_mlp
 from pdlearn.sampling import NoiseSource
 
 diffusers = pytest.importorskip("diffusers")
@@ -43,8 +44,7 @@ TOL = dict(atol=1e-8, rtol=1e-8)
 
 def make_net(prediction, seed=0):
     """A fixed, untrained network (float64): the equivalence must hold for any network."""
-    torch.manual_seed(seed)
-    return pdl.models.MLPDenoiser(dim=2, width=32, depth=2, prediction=prediction).double().eval()
+    return make_mlp(seed, width=32, depth=2, prediction=prediction).double().eval()
 
 
 def reference(scheduler_class, **kwargs):

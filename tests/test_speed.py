@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import pdlearn as pdl
+from conftest import make_mlp
 from pdlearn import speed, timing
 from pdlearn.sampling import NoiseSource
 
 
 def tiny_mlp(prediction="v", dtype=torch.float32, seed=0):
-    torch.manual_seed(seed)
-    return pdl.models.MLPDenoiser(dim=2, width=16, depth=1, prediction=prediction).to(dtype).eval()
+    return make_mlp(seed, prediction=prediction).to(dtype).eval()
 
 
 class FakeClock:

@@ -7,14 +7,13 @@ import pytest
 import torch
 
 import pdlearn as pdl
+from conftest import make_mlp
 from pdlearn.train import load_checkpoint, lr_at
 
 SCHED = pdl.CosineSchedule()
 
 
-def small_net(seed=0, width=16):
-    torch.manual_seed(seed)
-    return pdl.models.MLPDenoiser(dim=2, width=width, depth=1)
+small_net = make_mlp  # MLPDenoiser(dim=2, width=16, depth=1), seeded
 
 
 def moons(n=512):

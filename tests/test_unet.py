@@ -1,6 +1,5 @@
 """The image denoiser: shapes, conditioning, per-sample independence, and that it
 plugs into the samplers and the training loop like MLPDenoiser does."""
-import os
 
 import pytest
 import torch
