@@ -160,36 +160,54 @@ def extract(source, reserved=frozenset(), functions=()):
         tree = ast.parse(_ipython_to_python(source))
     except SyntaxError as err:
         return "", [], f"a syntax error (line {err.lineno}: {err.msg})"
-    kept, notes = [], []
+    kept, notes, tampering = [], [], None
     for node in tree.body:
-        line = node.lineno
-        if isinstance(node, ast.FunctionDef):
-            names = {node.name}
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = set()
-            bound = {(a.asname or a.name).split(".")[0] for a in node.names} & set(functions)
-            if bound:
-                return "", notes, f"an import bound to the name {sorted(bound)[0]} (line {line}): write it with def"
-        elif (isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets)
-              and _literal(node.value)):
-            names = {t.id for t in node.targets}
-            if names & set(functions):
-                return "", notes, f"an assignment to {sorted(names & set(functions))[0]} (line {line}): write it with def"
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            continue  # a docstring or a bare constant
-        else:
-            problem = _scan(ast.Module(body=[node], type_ignores=[]))
-            targets = node.targets if isinstance(node, ast.Assign) else []
-            if problem or isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.Delete, ast.ClassDef, ast.Global)) \
-                    or any(not isinstance(t, ast.Name) or t.id in set(functions) for t in targets):
-                return "", notes, problem or f"the statement `{ast.unparse(node)[:60]}` (line {line})"
-            notes.append(f"line {line} not run by the grader: `{ast.unparse(node).splitlines()[0][:60]}`")
+        if isinstance(node, ast.Expr) and ast.unparse(node).startswith("get_ipython()."):  # a %magic
+            notes.append(f"line {node.lineno} not run by the grader: an IPython magic")
             continue
-        clash = sorted(names & set(reserved))
-        if clash:
-            return "", notes, f"a new definition of {clash[0]} (line {line}), which the notebook itself defines"
-        problem = _scan(ast.Module(body=[node], type_ignores=[]))
-        if problem:
-            return "", notes, problem if "(line" in problem else f"{problem} (line {line})"
+        problem = _statement_problem(node, reserved, functions)
+        if problem is None and not _kept(node):
+            if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):  # a docstring
+                notes.append(f"line {node.lineno} not run by the grader: `{ast.unparse(node).splitlines()[0][:60]}`")
+            continue
+        if problem:  # the statement is dropped, the task scores zero; the rest still runs for later tasks
+            tampering = tampering or problem
+            continue
         kept.append(node)
-    return ast.unparse(ast.Module(body=kept, type_ignores=[])), notes, None
+    return ast.unparse(ast.Module(body=kept, type_ignores=[])), notes, tampering
+
+
+def _kept(node):
+    """Statements the grader runs: definitions, imports, a literal assigned to plain names."""
+    return (isinstance(node, (ast.FunctionDef, ast.Import, ast.ImportFrom)) or
+            (isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets)
+             and _literal(node.value)))
+
+
+def _statement_problem(node, reserved, functions):
+    """Why a top-level statement is tampering (a phrase with its line), or None."""
+    line = node.lineno
+    if isinstance(node, ast.FunctionDef):
+        names = {node.name}
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        names = set()
+        bound = {(a.asname or a.name).split(".")[0] for a in node.names} & set(functions)
+        if bound:
+            return f"an import bound to the name {sorted(bound)[0]} (line {line}): write it with def"
+    elif isinstance(node, ast.Assign):
+        names = {t.id for t in node.targets if isinstance(t, ast.Name)}
+        if names & set(functions):
+            return f"an assignment to {sorted(names & set(functions))[0]} (line {line}): write it with def"
+        if any(not isinstance(t, ast.Name) for t in node.targets):
+            return f"an assignment to {ast.unparse(node.targets[0])} (line {line})"
+    elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.Delete, ast.ClassDef, ast.Global)):
+        return f"the statement `{ast.unparse(node).splitlines()[0][:60]}` (line {line})"
+    else:
+        names = set()
+    clash = sorted(names & set(reserved))
+    if clash:
+        return f"a new definition of {clash[0]} (line {line}), which the notebook itself defines"
+    problem = _scan(ast.Module(body=[node], type_ignores=[]))
+    if problem:
+        return problem if "(line" in problem else f"{problem} (line {line})"
+    return None

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import nbformat
 
-from .assignments import SOLUTIONS, is_check_cell, is_solution_cell, nbgrader
-from .extract import _functions, bound_names, extract
+from .assignments import SOLUTIONS, _functions, is_check_cell, is_solution_cell, nbgrader
+from .extract import bound_names, extract
 
 PREAMBLE = "from pdlearn.course import guard as _guard\n_guard.watch_everything()"
 
@@ -97,9 +97,7 @@ def grading_notebook(solution, submission):
                 source, notes, tampering = "", [f"no cell defines {', '.join(task['functions'])}"], None
             else:
                 source, notes, tampering = extract(mine.source, reserved, task["functions"])
-            report[task["task"]] = {"tampering": tampering, "notes": notes}
-            if tampering:
-                source = ""
+            report[task["task"]] = {"tampering": tampering, "notes": notes}  # a tampered task scores zero
         new = nbformat.v4.new_code_cell(source or "pass")
         new.metadata["nbgrader"] = dict(nbgrader(cell))
         nb.cells.append(new)

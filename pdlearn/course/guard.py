@@ -49,8 +49,12 @@ def _items(space):
     return space if isinstance(space, dict) else vars(space)
 
 
-def _recordable(value):
-    return callable(value) or isinstance(value, types.ModuleType)
+KERNEL_OWNED = {"input", "raw_input", "get_ipython", "display", "help", "exit", "quit", "breakpoint", "copyright",
+                "credits", "license"}  # builtins a Jupyter kernel rebinds itself (input, at every cell)
+
+
+def _recordable(value, key=""):
+    return (callable(value) or isinstance(value, types.ModuleType)) and key not in KERNEL_OWNED
 
 
 _BOUND = {}  # id(object) -> [(label, module dict, key)]: where each recorded object is bound
@@ -68,7 +72,7 @@ def _record():
         if label in _WATCHED:
             continue
         is_module = isinstance(namespace, dict)  # a class: every attribute, descriptors included
-        recorded = {k: v for k, v in _items(namespace).items() if _recordable(v) or not is_module}
+        recorded = {k: v for k, v in _items(namespace).items() if _recordable(v, k) or not is_module}
         _WATCHED[label] = (namespace, recorded)
         if is_module:
             for key, value in recorded.items():
