@@ -26,7 +26,9 @@ def notebooks(paths):
     if paths:
         return [Path(p).resolve() for p in paths]
     skip = {"checkpoints", ".ipynb_checkpoints", "_build"}
-    return sorted(p for p in BOOK.rglob("*.ipynb") if not skip & set(p.relative_to(BOOK).parts))
+    student_copies = BOOK / "assignments"  # generated from assignments/solutions, not executed
+    return sorted(p for p in BOOK.rglob("*.ipynb")
+                  if not skip & set(p.relative_to(BOOK).parts) and p.parent != student_copies)
 
 
 def execute(path, timeout):

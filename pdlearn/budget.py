@@ -149,11 +149,11 @@ SIZES = {
                     warmup=2, threads=(1, 2), compare_steps=(1, 16, 64), n_grid=64, n_show=2_000),
     },
     # course assignments (book/assignments): seconds at every budget, since students' submissions are
-    # graded by re-running them; the same small teacher and round everywhere
+    # graded by re-running them; the same small teachers, rounds and samples everywhere
     "assignments": {
-        "smoke": dict(n_data=2_000, width=64, depth=2, teacher_steps=400, round_steps=4, round_iters=300),
-        "cpu": dict(n_data=2_000, width=64, depth=2, teacher_steps=400, round_steps=4, round_iters=300),
-        "gpu": dict(n_data=2_000, width=64, depth=2, teacher_steps=400, round_steps=4, round_iters=300),
+        b: dict(n_data=2_000, width=64, depth=2, teacher_steps=400, round_steps=4, round_iters=300,
+                train_iters=300, stage1_iters=300, sampler_steps=50, n_sample=1_000)
+        for b in ("smoke", "cpu", "gpu")
     },
 }
 

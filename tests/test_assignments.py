@@ -1,9 +1,10 @@
 """Course assignments: the generator of student copies, and proof that the checks bite.
 
-The solution notebooks themselves run under nbval with the rest of the book. Here:
-every student copy, executed, fails exactly at its check cells (with a CheckFailed
-that names the function), the generator is idempotent, and each check rejects
-typical wrong answers with a message that says what is wrong.
+The solution notebooks (book/assignments/solutions/) run under nbval with the rest of the book;
+the student copies (book/assignments/) are what the generator makes of them. Here: the committed
+copies are up to date, every copy, executed, fails exactly at its check cells (with a CheckFailed
+that names the function), the generator is idempotent, and each check rejects typical wrong
+answers and library short-cuts with a message that says what is wrong.
 """
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from pdlearn import assignments, checks
 from pdlearn.checks import CheckFailed
 
 ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS = sorted((ROOT / "book" / "assignments").glob("*.ipynb"))
+SOLUTIONS = sorted((ROOT / "book" / "assignments" / "solutions").glob("*.ipynb"))
+STUDENT = ROOT / "book" / "assignments"
 
 
 def code_cells(nb):
@@ -28,8 +30,8 @@ def code_cells(nb):
 
 # ---------------------------------------------------------------- the solution notebooks
 
-def test_there_are_four_assignments_with_solutions_and_checks():
-    assert len(SOLUTIONS) >= 4
+def test_there_are_five_assignments_with_solutions_and_checks():
+    assert len(SOLUTIONS) >= 5
     for path in SOLUTIONS:
         nb = nbformat.read(path, as_version=4)
         cells = code_cells(nb)
@@ -41,6 +43,14 @@ def test_there_are_four_assignments_with_solutions_and_checks():
             assert "checks." in cell.source, f"{path.name}: a check cell that calls no check:\n{cell.source}"
 
 
+def test_the_committed_student_copies_are_what_the_generator_makes():
+    assert sorted(p.name for p in STUDENT.glob("*.ipynb")) == [p.name for p in SOLUTIONS]
+    assert assignments.stale_copies(SOLUTIONS, STUDENT) == [], "run python -m pdlearn.assignments"
+    for path in STUDENT.glob("*.ipynb"):
+        text = path.read_text()
+        assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+
+
 # ---------------------------------------------------------------- the generator
 
 def solution_notebook(*sources):
@@ -49,7 +59,7 @@ def solution_notebook(*sources):
     for i, source in enumerate(sources, 1):
         out = nbformat.v4.new_output("stream", name="stdout", text="stored output\n")
         nb.cells.append(nbformat.v4.new_code_cell(source, execution_count=i, outputs=[out]))
-    return nb
+    return assignments.mark(nb)
 
 
 def test_student_copy_replaces_solutions_by_stubs_and_clears_outputs():
@@ -58,8 +68,10 @@ def test_student_copy_replaces_solutions_by_stubs_and_clears_outputs():
         "# CHECK\nassert f(1) == 2")
     copy = assignments.student_copy(nb)
     define, check = code_cells(copy)
-    assert define.source == ("def f(x):\n    \"\"\"doc\"\"\"\n    raise NotImplementedError(\"write your solution here\")"
+    assert define.source == ("def f(x):\n    \"\"\"doc\"\"\"\n    # YOUR CODE HERE\n    raise NotImplementedError()"
                              "\n\nz = 1")
+    assert define.metadata["nbgrader"]["solution"] and check.metadata["nbgrader"]["grade"]
+    assert check.metadata["editable"] is False
     assert check.source == "# CHECK\nassert f(1) == 2"
     assert all(c.outputs == [] and c.execution_count is None for c in code_cells(copy))
     assert code_cells(nb)[0].outputs, "the solution notebook itself must stay untouched"
@@ -79,6 +91,13 @@ def test_unbalanced_markers_are_refused(source, message):
         assignments.student_copy(solution_notebook(source))
 
 
+def test_a_solution_region_needs_a_solution_cell():
+    nb = solution_notebook("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION")
+    nb.cells[1].metadata.pop("nbgrader")
+    with pytest.raises(assignments.MarkerError, match="not marked"):
+        assignments.student_copy(nb)
+
+
 def test_a_check_cell_may_not_hold_a_solution():
     with pytest.raises(assignments.MarkerError, match="check cell"):
         assignments.student_copy(solution_notebook("# CHECK\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION"))
@@ -87,9 +106,8 @@ def test_a_check_cell_may_not_hold_a_solution():
 def test_generator_is_idempotent(tmp_path):
     first = assignments.write_student_copies(SOLUTIONS, tmp_path / "a")
     again = assignments.write_student_copies(SOLUTIONS, tmp_path / "b")
-    twice = assignments.write_student_copies(first, tmp_path / "c")  # a student copy through again
-    for a, b, c in zip(first, again, twice):
-        assert a.read_bytes() == b.read_bytes() == c.read_bytes(), a.name
+    for a, b in zip(first, again):
+        assert a.read_bytes() == b.read_bytes(), a.name
         assert assignments.BEGIN not in a.read_text() and assignments.END not in a.read_text()
 
 
@@ -99,6 +117,9 @@ def test_command_line_writes_the_copies(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in SOLUTIONS]
+    check = subprocess.run([sys.executable, "-m", "pdlearn.assignments", "--check"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0 and "up to date" in check.stdout, check.stderr
     bad = tmp_path / "bad.ipynb"
     nbformat.write(solution_notebook("### BEGIN SOLUTION\nx = 1"), bad)
     with pytest.raises(SystemExit, match="never closed"):
@@ -107,6 +128,7 @@ def test_command_line_writes_the_copies(tmp_path):
 
 # ---------------------------------------------------------------- student copies fail at their checks
 
+@pytest.mark.slow
 def test_student_copies_fail_exactly_at_their_check_cells(tmp_path, monkeypatch):
     monkeypatch.delenv(checks.HIDDEN_ENV, raising=False)
     monkeypatch.setenv("PDLEARN_BUDGET", "smoke")
@@ -128,18 +150,39 @@ def test_student_copies_fail_exactly_at_their_check_cells(tmp_path, monkeypatch)
 # ---------------------------------------------------------------- the checks accept right answers ...
 
 def q_sample(x, t, sched, eps):
-    return pdl.q_sample(x, t, sched, eps)
+    alpha, sigma = sched.alpha_sigma(t)
+    return alpha[:, None] * x + sigma[:, None] * eps
 
 
-def test_checks_accept_the_library_answers():
+def test_checks_accept_answers_written_out():
     checks.check_forward(q_sample)
     checks.check_v_target(lambda x, eps, a, s: a * eps - s * x)
-    checks.check_loss(lambda net, x, t, eps, sched: pdl.diffusion_loss(net, x, sched, t=t, eps=eps))
-    checks.check_ddim_sampler(lambda net, sched, z1, steps: pdl.ddim_sample(net, sched, z=z1, steps=steps))
-    checks.check_inversion(lambda net, sched, x, steps: pdl.ddim_invert(net, sched, x, steps=steps))
-    checks.check_distill_target(lambda teacher, z, t, sched, steps:
-                                pdl.distill.distill_target(teacher, z, t, sched, steps)[0])
-    checks.check_guided_x_hat(lambda net, z, t, sched, y, w: pdl.guidance.guided_predict(net, z, t, sched, y, w)[0])
+
+    def sampler(net, sched, z1, steps):
+        times, z = sched.grid(steps), z1
+        for t, s in zip(times[:-1], times[1:]):
+            x_hat, eps_hat = pdl.predict(net, z, float(t), sched)
+            alpha, sigma = sched.alpha_sigma(s)
+            z = alpha.float() * x_hat + sigma.float() * eps_hat
+        return z
+
+    checks.check_ddim_sampler(sampler)
+
+
+@pytest.mark.parametrize("check, shortcut", [
+    (checks.check_forward, lambda x, t, sched, eps: pdl.q_sample(x, t, sched, eps)),
+    (checks.check_loss, lambda net, x, t, eps, sched: pdl.diffusion_loss(net, x, sched, t=t, eps=eps)),
+    (checks.check_ddim_sampler, lambda net, sched, z1, steps: pdl.ddim_sample(net, sched, z=z1, steps=steps)),
+    (checks.check_inversion, lambda net, sched, x, steps: pdl.ddim_invert(net, sched, x, steps=steps)),
+    (checks.check_distill_target, lambda teacher, z, t, sched, steps:
+        pdl.distill.distill_target(teacher, z, t, sched, steps)[0]),
+    (checks.check_guided_x_hat, lambda net, z, t, sched, y, w: pdl.guidance.guided_predict(net, z, t, sched, y, w)[0]),
+    (checks.check_stochastic_sampler, lambda net, sched, z1, steps, randn:
+        pdl.guidance.stochastic_sample(net, sched, z=z1, steps=steps)),
+])
+def test_library_short_cuts_are_refused(check, shortcut):
+    with pytest.raises(checks.ImplementYourself, match="implement this yourself"):
+        check(shortcut)
 
 
 # ---------------------------------------------------------------- ... and reject wrong ones, saying why
@@ -169,7 +212,7 @@ def test_v_and_loss_checks_catch_sign_and_reduction_mistakes():
     with pytest.raises(CheckFailed, match="sum over the data"):
         checks.check_loss(summed)
     with pytest.raises(CheckFailed, match="without gradient"):
-        checks.check_loss(lambda net, x, t, eps, sched: pdl.diffusion_loss(net, x, sched, t=t, eps=eps).detach())
+        checks.check_loss(lambda net, x, t, eps, sched: summed(net, x, t, eps, sched).detach())
 
 
 def test_ddim_checks_catch_wrong_times():
@@ -180,10 +223,18 @@ def test_ddim_checks_catch_wrong_times():
 
     with pytest.raises(CheckFailed, match="unchanged"):
         checks.check_ddim_step(step_at_s)
+
+
+    def extra_step(net, sched, z1, steps):
+        times, z = sched.grid(steps + 1), z1
+        for t, s in zip(times[:-1], times[1:]):
+            x_hat, eps_hat = pdl.predict(net, z, float(t), sched)
+            alpha, sigma = sched.alpha_sigma(s)
+            z = alpha.float() * x_hat + sigma.float() * eps_hat
+        return z
+
     with pytest.raises(CheckFailed, match="N \\+ 1 times"):
-        checks.check_ddim_sampler(lambda net, sched, z1, steps: pdl.ddim_sample(net, sched, z=z1, steps=steps + 1))
-    with pytest.raises(CheckFailed, match="other way"):
-        checks.check_inversion(lambda net, sched, x, steps: pdl.ddim_sample(net, sched, z=x, steps=steps))
+        checks.check_ddim_sampler(extra_step)
 
 
 def test_distillation_checks_catch_wrong_targets_and_a_trained_teacher():
@@ -198,16 +249,36 @@ def test_distillation_checks_catch_wrong_targets_and_a_trained_teacher():
         checks.check_distill_target(two_steps)
 
     def on_the_data(student, teacher, x, t, eps, sched, steps):
-        return pdl.diffusion_loss(student, x, sched, t=t, eps=eps, weighting="truncated_snr")
+        z = q_sample(x, t, sched, eps)
+        x_hat, eps_hat = pdl.predict(student, z, t, sched)
+        return torch.maximum((x - x_hat).pow(2).mean(1), (eps - eps_hat).pow(2).mean(1)).mean()
 
     with pytest.raises(CheckFailed, match="target is the teacher"):
         checks.check_distill_loss(on_the_data)
     teacher = checks.tiny_net(0)
     with pytest.raises(CheckFailed, match="changed the teacher"):
         checks.check_one_round(lambda teacher, *a: teacher, teacher, torch.randn(64, 2), pdl.CosineSchedule(), 2, 1)
-    with pytest.raises(CheckFailed, match="clearly closer"):  # an untrained copy is no closer than the teacher
+    with pytest.raises(CheckFailed, match="within"):  # an untrained copy is no closer than the teacher
         checks.check_one_round(lambda teacher, *a: checks.tiny_net(0), teacher, torch.randn(64, 2),
-                               pdl.CosineSchedule(), 2, 1, n=200)
+                               pdl.CosineSchedule(), 2, 20)
+
+
+@pytest.mark.slow
+def test_training_checks_catch_a_loss_whose_gradient_is_wrong():
+    sched, data = pdl.CosineSchedule(), pdl.data.toy("moons", n=1_000, seed=0)
+
+    def right(net, x, t, eps, sched):
+        alpha, sigma = sched.alpha_sigma(t)
+        z = alpha[:, None] * x + sigma[:, None] * eps
+        return (net(z, t) - (alpha[:, None] * eps - sigma[:, None] * x)).pow(2).mean()
+
+    def frozen(net, x, t, eps, sched):  # the right value, no gradient into the network
+        return right(net, x, t, eps, sched).detach() + 0 * net(x, t).sum()
+
+    held_out = pdl.data.toy("moons", n=1_000, seed=1)
+    checks.check_training(right, data, sched, 150, held_out)
+    with pytest.raises(CheckFailed, match="does not train"):
+        checks.check_training(frozen, data, sched, 150, held_out)
 
 
 def test_guidance_checks_catch_the_other_convention_and_an_unguided_target():
@@ -241,7 +312,13 @@ def test_hidden_checks_run_only_when_grading(tmp_path, monkeypatch):
         "                   torch.zeros(1, 2)).sum() == 2, 'hidden: z_0 must be x'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv(checks.HIDDEN_ENV, raising=False)
+    monkeypatch.delenv(checks.GRADING_ENV, raising=False)
     assert checks.hidden("a1_forward", lambda *a: None) is None  # not grading: nothing runs
+    monkeypatch.setenv(checks.GRADING_ENV, "1")  # grading: the built-in hidden checks run
+    checks.hidden("a1_forward", q_sample)
+    with pytest.raises(CheckFailed, match="forward"):
+        checks.hidden("a1_forward", lambda x, t, sched, eps: x)
+    monkeypatch.delenv(checks.GRADING_ENV)
     monkeypatch.setenv(checks.HIDDEN_ENV, "course_checks_h7")
     checks.hidden("a1_forward", q_sample)
     checks.hidden("no_such_check", q_sample)  # cells without a hidden check pass
