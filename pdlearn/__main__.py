@@ -121,7 +121,7 @@ def run(args):
         features = fid_features(args.data, args.features)
         say(f"FID on {features} features of n = {n} samples against the {args.data} test split")
         rows, floor = protocol.evaluate(networks, args.data, n, ev["floor_repeats"], args.seed, features)
-        say(protocol.table(rows, floor))
+        say(protocol.format_rows(rows, floor))
     files = sorted(glob.glob(os.path.join(folder, f"{args.data}_*-{args.budget}*.pt")))
     say("checkpoints:\n  " + "\n  ".join(files) if files else "no checkpoints written")
 

@@ -51,7 +51,7 @@ def is_main():
     return rank() == 0
 
 
-def device():
+def rank_device():
     """This rank's device: cuda:LOCAL_RANK on a GPU machine, else the CPU."""
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -66,9 +66,9 @@ def init():
             raise RuntimeError("this torch build has no torch.distributed; install a standard torch build to "
                                "train with torchrun, or run the command without torchrun")
         if torch.cuda.is_available():
-            torch.cuda.set_device(device())  # so that pdl.device()'s plain 'cuda' means this rank's GPU
+            torch.cuda.set_device(rank_device())  # so that pdl.device()'s plain 'cuda' means this rank's GPU
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return device()
+    return rank_device()
 
 
 def shutdown():
@@ -81,8 +81,8 @@ def shutdown():
 def describe():
     """A line saying where this process stands, e.g. 'rank 0 of 2 (gloo, cpu)'."""
     if not active():
-        return f"one process ({device()})"
-    return f"rank {rank()} of {world_size()} ({dist.get_backend()}, {device()})"
+        return f"one process ({rank_device()})"
+    return f"rank {rank()} of {world_size()} ({dist.get_backend()}, {rank_device()})"
 
 
 def rank_seed(seed, rank_=None):

@@ -40,10 +40,10 @@ from .data import as_data
 from .distill import distill_rounds, progressive_distill
 from .metrics.lowdim import class_fidelity  # noqa: F401  (its home is the metrics room; kept here for old calls)
 from .losses import WEIGHTINGS, q_sample, weighted_error
-from .models import MLPDenoiser, null_label
+from .models import null_label
 from .parameterization import expand, predict
 from .sampling import _coefs, _finish, _new_trajectory, _on_device, _setup, _steps, ddim_step
-from .schedules import CosineSchedule, check_steps
+from .schedules import check_steps
 from .train import fit
 
 

@@ -69,6 +69,12 @@ def predict(net, z, t, sched, **model_kwargs):
 
     t may be a scalar or a tensor [n]; it is passed to the network as a tensor [n]
     of z's dtype. The network's ``prediction`` attribute says how to read its output.
+
+    A time shared by the whole batch (a sampler's step) is passed as ``t.expand(n)``, a
+    view of one value with stride 0, not as a copy: a network may tell it by its stride
+    and embed the time once instead of n times (``MLPDenoiser`` does, which saves a wait
+    for the GPU on every call). Nothing depends on it for correctness: a time written as
+    ``t.repeat(n)`` or ``torch.full((n,), t)`` gives the same output, only a little slower.
     """
     prediction = getattr(net, "prediction", None)
     if prediction not in PREDICTIONS:

@@ -27,7 +27,7 @@ from .sampling import ddim_sample
 from .schedules import CosineSchedule
 
 
-def fetch(name):
+def ensure_data(name):
     """Make sure image set ``name`` is on disk: rank 0 downloads it (train and test split)
     while the other ranks wait, so that no two processes write the same file."""
     if distributed.is_main():
@@ -38,7 +38,7 @@ def fetch(name):
 def teacher(name, budget_name, seed=0, progress=True, resume=True):
     """The image teacher on set ``name`` at the budget: trained, resumed or loaded (``resume=False``:
     trained afresh). Returns (net, x_train) as ``recipes.image_teacher``."""
-    fetch(name)
+    ensure_data(name)
     return image_teacher(name, seed=seed, progress=progress, budget_name=budget_name, resume=resume)
 
 
@@ -48,7 +48,7 @@ def students(name, budget_name, start_steps, end_steps, iters_per_round, seed=0,
     to ``end_steps`` DDIM steps, ``iters_per_round`` iterations per round: a generator of
     (student, record) after each round (``recipes.image_student_rounds``, the chapter's own
     recipe); finished rounds load, an interrupted one resumes from its last checkpoint."""
-    fetch(name)
+    ensure_data(name)
     yield from image_student_rounds(name, seed=seed, progress=progress, budget_name=budget_name,
                                     start_steps=start_steps, end_steps=end_steps, iters_per_round=iters_per_round,
                                     checkpoint_every=checkpoint_every, resume=resume)
@@ -76,7 +76,7 @@ def evaluate(networks, name, n, floor_repeats=5, seed=0, features=None):
     return rows, image_fid_floor(n, name, repeats=floor_repeats, seed=seed, features=features)
 
 
-def table(rows, floor):
+def format_rows(rows, floor):
     """The rows of ``evaluate`` as a printable table, with FID / floor."""
     lines = [f"{'sampler':<28} {'steps':>5} {'FID':>9} {'FID/floor':>10} {'p > 0.9':>8}"]
     for r in rows:
