@@ -33,6 +33,7 @@ from .sampling import NoiseSource, ddim_sample
 from .schedules import LinearBetaSchedule, check_steps
 from .timing import (beyond_bound, num_threads, paired, paired_ratio, stopwatch, synchronize,  # noqa: F401
                      time_fn, time_fns)
+from .metrics.compare import verdict
 from .validate import network_device, positive_int
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -75,7 +76,8 @@ def _row(sampler, steps, batch_size, threads, device, precision, compiled, timin
     ms = timing["median_s"] * 1e3
     return dict(sampler=sampler, steps=steps, nfe=steps, batch_size=batch_size, threads=threads,
                 device=str(device), precision=precision, compiled=compiled, median_ms=ms,
-                spread_ms=timing["spread_s"] * 1e3, ms_per_sample=ms / batch_size,
+                spread_ms=timing["spread_s"] * 1e3, clock=timing["clock"], wall_ms=timing["wall"]["median_s"] * 1e3,
+                cpu_ms=timing["thread"]["median_s"] * 1e3, ms_per_sample=ms / batch_size,
                 samples_per_s=batch_size / timing["median_s"], repeats=repeats)
 
 
@@ -89,8 +91,10 @@ def sampler_latency(net, sched, steps, batch_size, repeats=5, warmup=1, sampler=
     or 'fp16' / 'bf16' under ``torch.autocast``; ``compile``: wrap the network in
     ``torch.compile`` (the warm-up calls pay for compilation). On CUDA the clock is read
     after synchronising; calls shorter than ``min_s`` are timed over several back-to-back
-    calls (``time_fns``). Returns a dict: sampler, steps, nfe, batch_size, threads, device,
-    precision, compiled, median_ms, spread_ms, ms_per_sample, samples_per_s, repeats.
+    calls (``time_fns``). The clock is the thread's CPU time with one thread on the CPU and wall
+    time otherwise (``timing.pick_clock``); both are in the row. Returns a dict: sampler, steps,
+    nfe, batch_size, threads, device, precision, compiled, median_ms, spread_ms (of the clock
+    named in 'clock'), wall_ms, cpu_ms, ms_per_sample, samples_per_s, repeats.
     """
     steps, batch_size = check_steps(steps), positive_int(batch_size, "batch_size")
     device = network_device(net)
@@ -117,11 +121,13 @@ def nfe_speedup_table(net, sched, steps=(256, 64, 16, 4, 1), batch_size=256, rep
     """Measured speedup over the full-step teacher beside the NFE ratio.
 
     The teacher is the largest step count N_T; for each N the rows give
-    speedup = latency(N_T) / latency(N) (``paired_ratio``), nfe_ratio = N_T / N and
-    efficiency = speedup / nfe_ratio (1: only the network costs time; below 1: fixed
-    per-call costs, such as Python, set-up and the first noise draw, weigh more when the
-    network runs fewer times). The step counts are timed interleaved in one run. Timing
-    does not depend on the weights, so ``net`` can stand in for every student of the same
+    speedup = latency(N_T) / latency(N) (the median of paired, interleaved repeats,
+    ``timing.paired``, with its spread), nfe_ratio = N_T / N and efficiency = speedup /
+    nfe_ratio (1: only the network costs time; below 1: fixed per-call costs, such as
+    Python, set-up and the first noise draw, weigh more when the network runs fewer times).
+    The cost model caps the efficiency at 1, so a measured efficiency above 1 by more than
+    its spread is the clock's noise: 'noise' says so (``timing.beyond_bound``). Timing does
+    not depend on the weights, so ``net`` can stand in for every student of the same
     architecture.
     """
     steps = sorted({check_steps(n) for n in steps}, reverse=True)
@@ -132,10 +138,13 @@ def nfe_speedup_table(net, sched, steps=(256, 64, 16, 4, 1), batch_size=256, rep
                            progress=progress and f"batch {batch_size}: {len(steps)} step counts, repeats")
     teacher_steps, rows = steps[0], []
     for n in steps:
-        speedup = paired_ratio(timings[teacher_steps], timings[n])
+        pair = paired(timings[teacher_steps], timings[n])
+        ratio = teacher_steps / n
+        efficiency, spread = pair["ratio"] / ratio, pair["spread"] / ratio
         rows.append(dict(steps=n, batch_size=batch_size, median_ms=timings[n]["median_s"] * 1e3,
-                         spread_ms=timings[n]["spread_s"] * 1e3, speedup=speedup, nfe_ratio=teacher_steps / n,
-                         efficiency=speedup / (teacher_steps / n)))
+                         spread_ms=timings[n]["spread_s"] * 1e3, clock=pair["clock"], speedup=pair["ratio"],
+                         speedup_spread=pair["spread"], nfe_ratio=ratio, efficiency=efficiency,
+                         efficiency_spread=spread, noise=beyond_bound(efficiency, spread, 1.0)))
     return rows
 
 
@@ -202,9 +211,11 @@ def diffusers_ddim_loop(net, sched, steps, z, scheduler=None, model_kwargs=None)
 def compare_with_diffusers(net, sched, steps, batch_size, repeats=5, warmup=1, threads=None, seed=0, min_s=MIN_S):
     """pdlearn's ``ddim_sample`` and ``diffusers_ddim_loop`` on the same network and noise, timed interleaved.
 
-    Returns {'steps', 'batch_size', 'pdlearn_ms', 'diffusers_ms' (medians), 'ratio' (pdlearn /
-    diffusers, ``paired_ratio``: at most 1 means pdlearn's loop is no slower), 'max_abs_diff'
-    (between the two samples)}.
+    Returns {'steps', 'batch_size', 'pdlearn_ms', 'diffusers_ms' (each loop's own median),
+    'ratio' (pdlearn / diffusers: the median of the per-repeat paired ratios, which is not the
+    ratio of the two medians), 'ratio_spread', 'verdict' (``metrics.verdict`` of the ratio
+    against 1 with its spread: 'better' means pdlearn's loop is faster), 'clock',
+    'max_abs_diff' (between the two samples)}.
     """
     z = start_noise(net, batch_size, seed)
     fns = {name: _sampler_fn(net, sched, steps, z, name) for name in ("pdlearn", "diffusers")}
@@ -212,8 +223,10 @@ def compare_with_diffusers(net, sched, steps, batch_size, repeats=5, warmup=1, t
     with num_threads(threads):
         timing = time_fns(fns, repeats, warmup, sync=network_device(net).type == "cuda", min_s=min_s)
     ours, theirs = timing["pdlearn"], timing["diffusers"]
+    pair = paired(ours, theirs)
     return dict(steps=steps, batch_size=batch_size, pdlearn_ms=ours["median_s"] * 1e3,
-                diffusers_ms=theirs["median_s"] * 1e3, ratio=paired_ratio(ours, theirs), max_abs_diff=diff)
+                diffusers_ms=theirs["median_s"] * 1e3, ratio=pair["ratio"], ratio_spread=pair["spread"],
+                verdict=verdict(pair["ratio"], 1.0, pair["spread"]), clock=pair["clock"], max_abs_diff=diff)
 
 
 # ----------------------------------------------------------------------------------------

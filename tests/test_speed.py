@@ -214,3 +214,16 @@ def test_chapter_sizes_time_what_the_chapter_reads(budget):
     cfg = pdl.sizes("real_time", budget)
     assert cfg["n_grid"] in cfg["batch_sizes"] and cfg["big_batch"] in cfg["batch_sizes"]
     assert 1 in cfg["batch_sizes"] and cfg["step_counts"][0] == max(cfg["step_counts"]) and 1 in cfg["step_counts"]
+
+
+def test_an_efficiency_above_one_beyond_its_spread_is_flagged_as_noise(monkeypatch):
+    def fake(fns, *args, **kwargs):  # 4 steps timed at 1/3.6 of 16 steps: an efficiency of 0.9 ... and 1.2
+        times = {16: [16.0, 16.0, 16.0], 4: [4.44, 4.44, 4.44], 1: [0.8, 0.8, 0.8]}
+        return {n: dict(timing.summary(times[n]), clock="thread") for n in fns}
+
+    monkeypatch.setattr(speed, "time_fns", fake)
+    rows = {r["steps"]: r for r in speed.nfe_speedup_table(tiny_mlp(), pdl.CosineSchedule(), steps=(16, 4, 1),
+                                                             batch_size=2, progress=False)}
+    assert rows[4]["efficiency"] == pytest.approx(16 / 4.44 / 4) and not rows[4]["noise"]
+    assert rows[1]["efficiency"] == pytest.approx(1.25) and rows[1]["noise"]  # above the cap of 1: noise
+    assert rows[1]["clock"] == "thread" and rows[1]["efficiency_spread"] == 0
