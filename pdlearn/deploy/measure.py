@@ -8,11 +8,14 @@
     latency(variants)     each variant's sampler timed interleaved at one torch thread, on the
                           thread-CPU clock and on the wall clock (``pdlearn.timing``)
 
-Megabytes are 10^6 bytes. Memory is what torch's CPU allocator hands out, so an engine with
-its own allocator (ONNX Runtime) is not seen by ``peak_memory_mb``.
+Megabytes are 10^6 bytes. Memory is what torch's CPU allocator hands out to eager operators:
+an engine with its own allocator (ONNX Runtime) or a compiled graph that plans its own
+buffers is not measured by ``peak_memory_mb``, and the tables leave those cells empty.
 """
+import contextlib
 import io
 import os
+import sys
 
 import torch
 
@@ -32,6 +35,21 @@ def file_mb(net):
     return buffer.getbuffer().nbytes / 1e6
 
 
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Send the process's file descriptor 2 to /dev/null for the block: the profiler's C++ side
+    logs a line to it at every start and stop. Python exceptions still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory_mb(fn):
     """Peak megabytes allocated by torch's CPU allocator during ``fn()`` above the level at its
     start: the bytes each operator allocates and frees itself, as ``torch.profiler`` records
@@ -39,7 +57,7 @@ def peak_memory_mb(fn):
     operator come as '[memory]' events). Returns (peak MB, fn's result)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()
     live = peak = 0
     for event in sorted(prof.events(), key=lambda e: e.time_range.start):
