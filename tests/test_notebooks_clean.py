@@ -214,6 +214,34 @@ def test_execute_makes_outputs_for_the_page(tmp_path):
     assert cells[0].outputs == [text] and "live notebook" in cells[1].outputs[0]["data"]["text/plain"]
 
 
+def missing_alt_text(path):
+    """The code cells of a stored notebook that output a figure without alt text. myst-nb takes
+    an image's alt text from its cell's metadata, {"mystnb": {"image": {"alt": "..."}}}; without
+    it a reader of the page hears the image's file name."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    return [i for i, cell in enumerate(code)
+            if any(k.startswith("image/") for out in cell.get("outputs", []) for k in out.get("data", {}))
+            and not str(cell.metadata.get("mystnb", {}).get("image", {}).get("alt", "")).strip()]
+
+
+@pytest.mark.parametrize("path", book_notebooks(), ids=lambda p: str(p.relative_to(BOOK)))
+def test_every_stored_figure_has_alt_text(path):
+    missing = missing_alt_text(path)
+    assert not missing, (f"{path.relative_to(ROOT)}: code cells {missing} show a figure without alt text; add "
+                         'one line to the cell\'s metadata: {"mystnb": {"image": {"alt": "what it shows"}}}')
+
+
+def test_alt_text_check_sees_a_figure_without_one(tmp_path):
+    figure = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})
+    path = notebook(tmp_path, "01_fig.ipynb", (SETUP, 1, []), ("plot()", 2, [figure]))
+    assert missing_alt_text(path) == [1]
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].metadata["mystnb"] = {"image": {"alt": "Two moons, as dots."}}
+    nbformat.write(nb, path)
+    assert missing_alt_text(path) == []
+
+
 RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
 
 
