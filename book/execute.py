@@ -8,9 +8,19 @@ Each notebook runs in its own folder (book/ for the chapters), as nbval runs it 
 CI, so checkpoints land in book/checkpoints and later chapters reuse earlier
 teachers. A notebook that raises is reported and left as it was on disk; the
 script goes on with the others and exits non-zero at the end.
+
+The stored outputs are made for the rendered page, which runs no kernel:
+
+- the kernels run with PDLEARN_PROGRESS=summary, so every loop of the library prints
+  one line (what ran, how long it took) instead of a progress bar;
+- ``for_the_page`` then drops what a page cannot show: the widgets' stored state (it
+  makes the page load a widget runtime), any progress bar stored as a widget (a loop
+  that does not go through ``pdl.progress``), and, in place of an interactive
+  explorer, one line saying that it runs in a live notebook.
 """
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,6 +29,37 @@ import nbformat
 from nbclient import NotebookClient
 
 BOOK = Path(__file__).resolve().parent
+WIDGET = "application/vnd.jupyter.widget-view+json"
+BAR = re.compile(r"\d+%\||\|\s*\d+/\d*\s*\[|\d+(\.\d+)?(it/s|s/it)")  # how a tqdm bar prints itself
+EXPLORER = ("An interactive explorer: it runs in a live notebook (the rocket button at the top\n"
+            "of the page opens this chapter on Colab); the figure beside it shows the same thing.")
+
+
+def is_progress_bar(output):
+    """Whether a stored output is a progress bar widget (tqdm's text stands in for it)."""
+    data = output.get("data", {})
+    return WIDGET in data and bool(BAR.search(str(data.get("text/plain", ""))))
+
+
+def for_the_page(nb):
+    """Make the stored outputs of ``nb`` (nbformat v4) fit a page without a kernel, in place
+    (module docstring); returns how many progress bars and explorers it replaced."""
+    nb.metadata.pop("widgets", None)
+    bars = explorers = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.get("outputs", []):
+            if is_progress_bar(out):
+                bars += 1
+                continue
+            if WIDGET in out.get("data", {}):
+                explorers += 1
+                out = nbformat.v4.new_output("display_data", data={"text/plain": EXPLORER})
+            outputs.append(out)
+        cell.outputs = outputs
+    return bars, explorers
 
 
 def notebooks(paths):
@@ -37,6 +78,7 @@ def execute(path, timeout):
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
+    for_the_page(nb)
     nbformat.write(nb, path)
 
 
@@ -47,7 +89,8 @@ def main():
                         help="PDLEARN_BUDGET for the run (default: cpu, the budget the book is committed at)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell (default: 3600)")
     args = parser.parse_args()
-    os.environ["PDLEARN_BUDGET"] = args.budget  # the kernels inherit it
+    os.environ["PDLEARN_BUDGET"] = args.budget  # the kernels inherit both
+    os.environ["PDLEARN_PROGRESS"] = "summary"  # one line per loop on the page, not a bar
 
     todo = notebooks(args.paths)
     if not todo:

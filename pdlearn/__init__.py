@@ -10,7 +10,6 @@ from . import data, losses, metrics, models, parameterization, recipes, sampling
 from . import distill, distributed
 from . import guidance
 from . import progress, seeding, speed, timing, validate
-from . import viz, widgets
 from .budget import budget, checkpoint_path, device, image_data, sizes
 from .distill import progressive_distill
 from .losses import diffusion_loss, q_sample
@@ -20,3 +19,13 @@ from .schedules import CosineSchedule, LinearBetaSchedule
 from .train import fit, train_diffusion, train_loop
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``pdl.viz`` and ``pdl.widgets`` are imported on first use: they load matplotlib (and
+    ipywidgets), which a torchrun rank, a grader or the command line never needs."""
+    if name in ("viz", "widgets"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,7 +35,7 @@ def forward_explorer(x, sched, seed=0, lim=3.2, size=3.6):
     def show(t):
         alpha, sigma = sched.alpha_sigma(torch.tensor(t, dtype=torch.float64))
         z = q_sample(x, torch.full((x.shape[0],), t, dtype=torch.float64), sched, eps)
-        fig, ax = plt.subplots(figsize=(size, size), dpi=viz.DPI)
+        fig, ax = viz.figure(size, size)
         viz.scatter(ax, z, rf"t = {t:.2f}:  $\alpha_t$ = {float(alpha):.3f},  $\sigma_t$ = {float(sigma):.3f}",
                     lim=lim, s=1.0)
         plt.show()
@@ -69,7 +69,7 @@ def ddim_explorer(net, sched, n=1_000, seed=0, data=None, steps=(1, 2, 4, 8, 16,
         title = f"{steps} steps, eta = {eta:.1f}"
         if reference is not None and len(reference) >= 2:
             title += f"\nsquared MMD to data: {mmd_rbf(z, reference):.4f}"
-        fig, ax = plt.subplots(figsize=(size, size), dpi=viz.DPI)
+        fig, ax = viz.figure(size, size)
         if data is not None:
             viz.scatter(ax, data, lim=lim, s=0.5, color="0.85", alpha=0.6)
         viz.scatter(ax, z, title, lim=lim, s=1.0)
@@ -104,7 +104,7 @@ def guidance_explorer(net, sched, labels, steps=32, ws=(-1.0, 0.0, 0.5, 1.0, 2.0
 
     def show(w):
         z = ddim_sample(net, sched, n=len(labels), steps=steps, seed=seed, model_kwargs=dict(y=labels, w=w))
-        fig, ax = plt.subplots(figsize=(size, size), dpi=viz.DPI)
+        fig, ax = viz.figure(size, size)
         if data is not None:
             viz.scatter(ax, data, lim=lim, s=0.5, color="0.85", alpha=0.6)
         viz.scatter(ax, z, f"w = {w:g} ({steps} steps)", lim=lim, s=1.5, color=palette[labels.numpy()], alpha=0.6)

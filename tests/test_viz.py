@@ -1,4 +1,12 @@
-"""Plots and explorers run headless and draw what they say (chapter 1 sections)."""
+"""Plots and explorers run headless and draw what they say; figures fit the book's column;
+animations are light; ``import pdlearn`` does not load matplotlib; every plot a chapter calls exists."""
+import base64
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -60,7 +68,7 @@ def test_trajectories_and_animation():
     anim = viz.animate_reverse(traj, frames=5, html=False)
     assert isinstance(anim, FuncAnimation)
     html = viz.as_html(anim).data
-    assert "<script" in html and html.count("data:image/png;base64") == 5 + 4  # 5 frames, the last held 4 more
+    assert "<script" in html and html.count("data:image/png;base64") == 5  # the player stops on the last one
 
 
 def test_forward_explorer_builds_a_slider():
@@ -69,3 +77,78 @@ def test_forward_explorer_builds_a_slider():
     assert slider.description == "t" and slider.min == 0.0 and slider.max == 1.0
     with pytest.raises(ValueError, match=r"shape \[n, 2\]"):
         pdl.widgets.forward_explorer(torch.randn(10, 3), pdl.LinearBetaSchedule())
+
+
+def test_figures_fit_the_column_at_one_resolution():
+    fig, axes = viz.figure(14.0, 2.0, 1, 7, squeeze=False)
+    width, height = fig.get_size_inches()
+    assert fig.dpi == viz.DPI and axes.shape == (1, 7)
+    assert width == pytest.approx(viz.WIDTH) and height == pytest.approx(2.0 * viz.WIDTH / 14.0)
+    assert tuple(viz.figure(3.0, 2.0)[0].get_size_inches()) == (3.0, 2.0)  # narrow ones keep their size
+    ax = plt.subplots(1, 2)[1][1]
+    assert viz.figure(4.8, 3.0, ax=ax) == (ax.figure, ax)  # drawing into a panel of a larger figure
+    wide = viz.forward_strip(pdl.data.toy("moons", 100, seed=0), pdl.CosineSchedule())
+    assert wide.get_size_inches()[0] <= viz.WIDTH + 1e-9 and wide.dpi == viz.DPI
+
+
+def test_loss_curve_legend_sits_beside_the_axes():
+    fig = viz.loss_curve({"loss": list(np.linspace(2, 1, 300))}, window=50, label="v-loss")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend_box = ax.get_legend().get_window_extent()
+    assert legend_box.x0 >= ax.get_window_extent().x1  # it cannot cover a curve
+
+
+def frames_of(html):
+    """The PNG frames embedded in a player, decoded."""
+    from PIL import Image
+
+    found = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=\\\n]+)", html)
+    return [Image.open(io.BytesIO(base64.b64decode(f.replace("\\\n", "").replace("\n", "")))) for f in found]
+
+
+@pytest.mark.slow
+def test_animation_frames_are_palette_pngs_and_lighter():
+    _, traj = small_trajectory(n=400, steps=12)
+    data = pdl.data.toy("moons", 400, seed=0)
+    full = viz.animate_reverse(traj, frames=6, data=data, html=False).to_jshtml(default_mode="once")
+    light = viz.animate_reverse(traj, frames=6, data=data).data
+    frames = frames_of(light)
+    assert len(frames) == 6 and all(f.mode == "P" and len(f.getcolors()) <= viz.animation.COLORS for f in frames)
+    assert len(light) < 0.7 * len(full)
+    original = np.asarray(frames_of(full)[-1].convert("RGB"), dtype=float)
+    assert np.abs(np.asarray(frames[-1].convert("RGB"), dtype=float) - original).mean() < 2.0  # out of 255
+
+
+def test_image_grids_draw_every_pixel_the_same_width():
+    x = torch.rand(4, 1, 8, 8) * 2 - 1
+    assert viz.pixels(x, nrow=2).shape == tuple(np.array(viz.tile(x, nrow=2).shape[:2]) * viz.images.ZOOM)
+    fig = viz.image_grid(x, nrow=2)
+    assert fig.axes[0].images[0].get_interpolation() == "antialiased"
+    film = viz.animate_grid({"z": torch.randn(3, 4, 1, 8, 8), "t": torch.linspace(1, 0, 3)}, frames=3, html=False)
+    assert isinstance(film, FuncAnimation)
+
+
+@pytest.mark.slow
+def test_import_pdlearn_leaves_matplotlib_ipywidgets_and_diffusers_unloaded():
+    code = ("import sys, pdlearn as pdl; heavy = ('matplotlib', 'ipywidgets', 'diffusers');"
+            "print([m for m in heavy if m in sys.modules]); pdl.viz; print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["[]", "True"]
+
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+
+
+def missing_plots(source):
+    """The ``viz.NAME`` and ``pdl.widgets.NAME`` that ``source`` calls and the library lacks."""
+    names = [("viz", n) for n in re.findall(r"\bviz\.([A-Za-z_]\w*)", source)]
+    names += [("widgets", n) for n in re.findall(r"\bpdl\.widgets\.([A-Za-z_]\w*)", source)]
+    return sorted({f"{room}.{n}" for room, n in names if not hasattr(getattr(pdl, room), n)})
+
+
+def test_every_plot_the_chapters_call_exists():
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(BOOK.rglob("*.ipynb")) if "_build" not in p.parts)
+    assert "viz.scatter_panels" in text and missing_plots(text) == []
+    assert missing_plots("pdl.viz.loss_curve(h); viz.no_such_plot(x); pdl.widgets.no_explorer()") == [
+        "viz.no_such_plot", "widgets.no_explorer"]  # the check sees a missing name
