@@ -12,6 +12,8 @@
 Each check is also run on a planted defect, to show that it can fail.
 """
 import ast
+import functools
+import importlib
 import importlib.metadata as metadata
 import importlib.util
 import re
@@ -223,9 +225,14 @@ def closure(requirements, extras=()):
     return seen | declared
 
 
+@functools.lru_cache(maxsize=1)
+def installed_modules():
+    return metadata.packages_distributions()
+
+
 def undeclared(modules, distributions):
     """The modules in ``modules`` that no distribution in ``distributions`` provides."""
-    provided = metadata.packages_distributions()
+    provided = installed_modules()
     return sorted(m for m in modules
                   if not {canonicalize_name(d) for d in provided.get(m, [m])} & distributions)
 
@@ -277,3 +284,50 @@ def test_bounds_are_lower_bounds():
         kinds = {s.operator for s in req.specifier}
         assert ">=" in kinds, f"{req} has no lower bound"
         assert kinds <= {">=", "<"} and (kinds == {">="} or req.name == "jupyter-book"), f"{req} pins or caps"
+
+
+# ---------------------------------------------------------------- the declared dependencies import
+
+def import_names(distribution, provided=None):
+    """The module a distribution is imported by: its own name, or its one public top-level module."""
+    provided = provided or metadata.packages_distributions()
+    mine = sorted(m for m, dists in provided.items()
+                  if canonicalize_name(distribution) in {canonicalize_name(d) for d in dists})
+    own = distribution.replace("-", "_").lower()
+    public = [m for m in mine if not m.startswith("_")]
+    return [own] if own in mine else public if len(public) == 1 else public or [own]
+
+
+def import_failures(requirements):
+    """'name: error' for every requirement (marker true here) whose module does not import. A
+    package that installs but does not import (diffusers 0.25 with huggingface_hub >= 0.26, which
+    dropped cached_download) would otherwise turn its tests into skips."""
+    failures, provided = [], metadata.packages_distributions()
+    for req in map(Requirement, requirements):
+        if req.marker and not req.marker.evaluate({"extra": ""}):
+            continue
+        for module in import_names(req.name, provided):
+            try:
+                importlib.import_module(module)
+            except Exception as err:  # noqa: BLE001 - any failure to import is the finding
+                failures.append(f"{req.name} ({module}): {type(err).__name__}: {err}")
+    return failures
+
+
+def test_every_declared_dependency_imports():
+    assert import_names("scikit-learn") == ["sklearn"] and import_names("ipykernel") == ["ipykernel"]
+    failures = import_failures(requirements(["test"]))
+    assert not failures, "installed but broken:\n  " + "\n  ".join(failures)
+
+
+def test_a_dependency_that_fails_to_import_is_named(tmp_path, monkeypatch):
+    (tmp_path / "brokenpkg").mkdir()
+    (tmp_path / "brokenpkg" / "__init__.py").write_text(
+        "raise ImportError(\"cannot import name 'cached_download' from 'huggingface_hub'\")\n")
+    info = tmp_path / "brokenpkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenpkg\nVersion: 1.0\n")
+    (info / "RECORD").write_text("brokenpkg/__init__.py,,\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    failures = import_failures(["brokenpkg>=1.0", "numpy>=1.23"])
+    assert len(failures) == 1 and failures[0].startswith("brokenpkg (brokenpkg): ImportError")
