@@ -19,7 +19,7 @@ for torch at its lower bound instead: a download of several GB, for a run by han
 
 The lowest job holds every direct dependency (``[project] dependencies`` and the test extra)
 to the release series of its lower bound, with a constraints file
-(build/lowest-constraints.txt): ``numpy>=1.23`` becomes ``numpy>=1.23,==1.23.*``, which
+(build/lowest-constraints-pyX.Y.txt): ``numpy>=1.23`` becomes ``numpy>=1.23,==1.23.*``, which
 takes the series' last patch release (1.23.5), and wheels only, so that a series with no
 wheel for this Python fails at once instead of compiling. What those require in turn
 resolves to its newest release that fits, as it would for a reader.
@@ -38,8 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CPU_TORCH = "torch==2.13.0"  # the CPU build on this machine's disk (Python 3.11)
 CHAPTERS = ["book/01_diffusion_2d.ipynb", "book/05_diffusion_images.ipynb"]
-TEST_TIMEOUT_S = 600
-INSTALL_TIMEOUT_S = 900
+# guards against a hang, not budgets: on a quiet 2-core machine a job takes about ten minutes
+TEST_TIMEOUT_S = 1200
+INSTALL_TIMEOUT_S = 1200
 
 
 def project():
@@ -100,11 +101,12 @@ def main(argv=None):
     parser.add_argument("--python", help="minor version, e.g. 3.10 (default: 3.11, where the CPU torch is)")
     parser.add_argument("--torch-at-bound", action="store_true",
                         help="lowest: torch at its lower bound from PyPI (a CUDA build, several GB)")
+    parser.add_argument("--install-timeout", type=int, default=INSTALL_TIMEOUT_S, help="seconds per install step")
     args = parser.parse_args(argv)
     version = args.python or "3.11"
-    venv = ROOT / "build" / f"venv-{args.job}"
+    venv = ROOT / "build" / f"venv-{args.job}-py{version}"
     shutil.rmtree(venv, ignore_errors=True)
-    checkpoints = ROOT / "build" / f"checkpoints-{args.job}"
+    checkpoints = ROOT / "build" / f"checkpoints-{args.job}-py{version}"
     shutil.rmtree(checkpoints, ignore_errors=True)
     python, pip = venv / "bin" / "python", [venv / "bin" / "python", "-m", "pip"]
     times = {}
@@ -119,17 +121,17 @@ def main(argv=None):
             torch = f"torch=={bounds['torch'][0]}"
         lines = [f"{name}>={low},=={series(low)}.*" + (f"; {marker}" if marker else "")
                  for name, (low, marker) in bounds.items() if name != "torch"]
-        constraints = ROOT / "build" / "lowest-constraints.txt"
+        constraints = ROOT / "build" / f"lowest-constraints-py{version}.txt"
         constraints.write_text("\n".join(lines) + "\n")
         print(f"versions: lower bounds (Python {oldest_python()} is the oldest pyproject.toml allows; "
               f"this run: {version}):\n  " + "\n  ".join([torch] + lines), flush=True)
-    code, times["torch"] = step("torch first", pip + ["install", "--quiet", torch], INSTALL_TIMEOUT_S)
+    code, times["torch"] = step("torch first", pip + ["install", "--quiet", torch], args.install_timeout)
     if code:
         return code
     install = pip + ["install", "--quiet", ".[test]"]
     if args.job == "lowest":
         install[4:4] = ["-c", constraints, "--only-binary", ":all:"]
-    code, times["install"] = step("pdlearn[test]", install, INSTALL_TIMEOUT_S)
+    code, times["install"] = step("pdlearn[test]", install, args.install_timeout)
     if code:
         return code
     freeze = subprocess.run(pip + ["freeze", "--exclude", "pdlearn"], capture_output=True, text=True).stdout
