@@ -200,7 +200,7 @@ def suite_imports():
 
 # what the suite runs rather than imports: the test runner, nbval, the kernel the notebooks run in,
 # and the packaging test's tools
-SUITE_RUNS = {"pytest", "nbval", "ipykernel", "build", "twine"}
+SUITE_RUNS = {"pytest", "nbval", "ipykernel", "build", "setuptools", "twine"}
 BOOK_RUNS = {"jupyter-book", "sphinxcontrib-bibtex", "ipykernel"}
 
 
