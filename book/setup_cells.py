@@ -3,9 +3,9 @@
     python book/setup_cells.py           rewrite what differs, print what changed
     python book/setup_cells.py --check   change nothing; exit 1 if anything differs
 
-The first code cell of every chapter (book/NN_*.ipynb) becomes ``SETUP``, with the
-install line of ``pdlearn.about.INSTALL``; only that cell's source changes, never its
-outputs or any other cell. The repository's address, ``pdlearn.about.REPOSITORY``, is
+The first code cell of every chapter (book/NN_*.ipynb) becomes ``SETUP``, whose install
+line is ``pdlearn.about.INSTALL`` with the extras the chapter's old line asked for
+(``pdlearn[deploy]``); only that cell's source changes, never its outputs or any other cell. The repository's address, ``pdlearn.about.REPOSITORY``, is
 also written into the install line of the assignments' setup cells, the
 ``[project.urls]`` of pyproject.toml, the ``repository: url:`` of _config.yml and the
 README's Colab section. So a fork changes ``REPOSITORY`` and runs this script.
@@ -20,26 +20,27 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 ABOUT = runpy.run_path(str(ROOT / "pdlearn" / "about.py"))  # this checkout's, whichever pdlearn is installed
-INSTALL, REPOSITORY = ABOUT["INSTALL"], ABOUT["REPOSITORY"]
+REPOSITORY = ABOUT["REPOSITORY"]
 
-SETUP = f"""\
+SETUP = """\
 # Setup: installs pdlearn on Colab; locally `pip install -e .` already did.
 try:
     import pdlearn as pdl
 except ImportError:  # on Colab
-    %pip install -q "{INSTALL}"
+    %pip install -q "{install}"
     import pdlearn as pdl
 import torch
 BUDGET = pdl.budget(); DEVICE = pdl.device()
 print(pdl.describe_budget())  # the budget, why it was picked, and the device"""
 
 GITHUB = r"https://github\.com/[\w.-]+/[\w.-]+"
-INSTALL_LINE = re.compile(rf'"pdlearn @ git\+{GITHUB}"')
+# the install line, with the extras a chapter asks for (chapter 10: pdlearn[deploy]) in group 1
+INSTALL_LINE = re.compile(rf'"pdlearn(\[[\w,-]+\])? @ git\+{GITHUB}"')
 # (file, pattern whose group 1 is kept and whose address is replaced by REPOSITORY)
 ADDRESSES = [
     ("pyproject.toml", re.compile(rf'^(\w+ = "){GITHUB}', re.MULTILINE)),
     ("_config.yml", re.compile(rf"^(\s+url: ){GITHUB}", re.MULTILINE)),
-    ("README.md", re.compile(rf'("pdlearn @ git\+){GITHUB}')),
+    ("README.md", re.compile(rf'("pdlearn(?:\[[\w,-]+\])? @ git\+){GITHUB}')),
 ]
 
 
@@ -48,7 +49,18 @@ def chapters(root=ROOT):
 
 
 def assignments(root=ROOT):
-    return sorted((root / "book" / "assignments").glob("*.ipynb"))
+    """The assignments' notebooks: student copies and solutions."""
+    return sorted(p for p in (root / "book" / "assignments").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def install_line(extras=""):
+    return f'"pdlearn{extras} @ git+{REPOSITORY}"'
+
+
+def setup_cell(old_source):
+    """SETUP, installing the extras the old cell's install line named."""
+    found = INSTALL_LINE.search(old_source)
+    return SETUP.format(install=install_line(found.group(1) or "" if found else "")[1:-1])
 
 
 def first_code_cell(nb, path):
@@ -69,10 +81,10 @@ def sync(root=ROOT, check=False):
     for path in chapters(root) + assignments(root):
         nb = nbformat.read(path, as_version=4)
         cell = first_code_cell(nb, path)
-        if path.parent.name == "assignments":  # only the address: these cells are the course's own
-            source = INSTALL_LINE.sub(f'"{INSTALL}"', cell.source)
+        if "assignments" in path.relative_to(root).parts:  # only the address: these cells are the course's own
+            source = INSTALL_LINE.sub(lambda m: install_line(m.group(1) or ""), cell.source)
         else:
-            source = SETUP
+            source = setup_cell(cell.source)
         if source != cell.source:
             changed.append(path)
             if not check:
