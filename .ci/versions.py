@@ -29,6 +29,7 @@ import glob
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -86,10 +87,14 @@ def interpreter(version):
 def step(what, args, timeout, env=None):
     print(f"versions: {what}: {' '.join(map(str, args))}", flush=True)
     began = time.perf_counter()
+    # its own process group, so that a step past its time goes with its kernels and workers
+    proc = subprocess.Popen([str(a) for a in args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
-        code = subprocess.run([str(a) for a in args], cwd=ROOT, env=env, timeout=timeout,
-                              stdin=subprocess.DEVNULL).returncode
+        code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
         print(f"versions: {what} ran past its {timeout} s", flush=True)
         code = 124
     return code, time.perf_counter() - began
