@@ -51,11 +51,15 @@ def project():
 def lower_bounds(extras=("test",)):
     """{name: version} of every direct dependency's lower bound (``>=``), markers kept aside."""
     reqs = project()["dependencies"] + [r for e in extras for r in project()["optional-dependencies"][e]]
-    bounds = {}
-    for req in reqs:
+    bounds, i = {}, 0
+    while i < len(reqs):
+        req, i = reqs[i], i + 1
         spec, _, marker = req.partition(";")
-        match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*(?:\[[^]]*\])?\s*(.*)", spec)
-        name, specifiers = match.group(1), match.group(2)
+        match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*(\[[^]]*\])?\s*(.*)", spec)
+        name, extras, specifiers = match.groups()
+        if name == project()["name"]:  # an extra that includes others ("pdlearn[deploy]"): their bounds
+            reqs += [r for e in extras.strip("[]").split(",") for r in project()["optional-dependencies"][e.strip()]]
+            continue
         lower = re.search(r">=\s*([0-9][^,\s]*)", specifiers)
         if lower is None:
             raise SystemExit(f"pyproject.toml: {req!r} has no lower bound (>=)")

@@ -239,8 +239,15 @@ def undeclared(modules, distributions):
 
 
 def requirements(extras=()):
+    """The requirements of the library and of ``extras``, an extra that names others expanded."""
     project = pyproject()["project"]
-    return project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]
+    found = list(project["dependencies"])
+    for extra in extras:
+        for req in project["optional-dependencies"][extra]:
+            own = Requirement(req)
+            found += requirements(sorted(own.extras))[len(project["dependencies"]):] \
+                if own.name == project["name"] else [req]
+    return found
 
 
 def test_a_bare_install_covers_what_the_library_imports():
