@@ -6,11 +6,13 @@
     net = pdl.train_diffusion(pdl.models.MLPDenoiser(dim=2), x, sched, steps=2_000)
     z = pdl.ddim_sample(net, sched, n=1_000, steps=8, seed=0)
 """
+from .about import __version__
 from . import data, losses, metrics, models, parameterization, recipes, sampling, schedules
 from . import distill, distributed
 from . import guidance
 from . import progress, seeding, speed, timing, validate
 from .budget import budget, checkpoint_path, device, image_data, sizes
+from .budget import describe as describe_budget
 from .distill import progressive_distill
 from .losses import diffusion_loss, q_sample
 from .parameterization import predict
@@ -18,7 +20,6 @@ from .sampling import ddim_invert, ddim_sample, ddim_step, ddpm_sample
 from .schedules import CosineSchedule, LinearBetaSchedule
 from .train import fit, train_diffusion, train_loop
 
-__version__ = "0.1.0"
 
 
 def __getattr__(name):

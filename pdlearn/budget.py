@@ -13,6 +13,7 @@ The image chapters read their data set from the budget too (``image_data()``),
 unless ``PDLEARN_IMAGES`` names another one.
 """
 import os
+import sys
 
 import torch
 
@@ -189,6 +190,32 @@ def budget():
             "(for example: export PDLEARN_BUDGET=smoke)"
         )
     return name
+
+
+def on_colab():
+    """True inside a Google Colab runtime (its kernel imports ``google.colab`` and sets
+    ``COLAB_RELEASE_TAG``)."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def describe():
+    """One line for a chapter's setup cell: the budget ``budget()`` picked, why, and the device.
+
+    For example ``budget: cpu (no GPU found; set PDLEARN_BUDGET to choose), device: cpu``.
+    On Colab without a GPU it says how to get one, since the gpu budget is the one its
+    runtime is sized for.
+    """
+    name, where = budget(), "on Colab, " if on_colab() else ""
+    if os.environ.get("PDLEARN_BUDGET", "").strip():
+        why = f"{where}set by PDLEARN_BUDGET"
+    elif torch.cuda.is_available():
+        why = f"{where}GPU found: {torch.cuda.get_device_name()}; set PDLEARN_BUDGET to choose"
+    elif on_colab():
+        why = ("on Colab without a GPU: Runtime > Change runtime type > a GPU gives the gpu budget; "
+               "or set PDLEARN_BUDGET")
+    else:
+        why = "no GPU found; set PDLEARN_BUDGET to choose"
+    return f"budget: {name} ({why}), device: {device()}"
 
 
 def sizes(name, budget_name=None):
