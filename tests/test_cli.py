@@ -191,7 +191,7 @@ def test_distill_under_torchrun_with_two_processes(teacher_dir, tmp_path):
 def test_the_mnist_protocol_runs_on_files_in_the_mnist_format(tmp_path, monkeypatch, capsys):
     """The gpu budget's data path (28 x 28 IDX files, a UNet sized by the image) end to end,
     on a tiny MNIST written here in its original format; no network."""
-    from test_images import write_idx_set
+    from test_data_images import write_idx_set
 
     monkeypatch.setenv("PDLEARN_DATA", str(tmp_path / "data"))
     write_idx_set(tmp_path / "data" / "mnist", n_train=48, n_test=8)

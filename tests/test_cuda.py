@@ -6,7 +6,7 @@ to float round-off; checkpoints written on the GPU must resume there (their gene
 states stay CPU tensors); a distillation round and a UNet teacher train there; and the
 timers wait for the GPU before reading the clock. Run on a GPU machine with
 
-    PDLEARN_BUDGET=smoke python -m pytest tests/test_cuda.py tests/test_image_chapters_on_mnist.py
+    PDLEARN_BUDGET=smoke python -m pytest tests/test_cuda.py tests/test_chapters_on_mnist.py
 
 (the second file then runs chapters 5 to 8 on the GPU, on MNIST-shaped data).
 """

@@ -137,7 +137,7 @@ def test_image_metrics_read_the_data_set_name():
 @pytest.fixture
 def stand_in_mnist(tmp_path, monkeypatch):
     """The digits enlarged to 28 x 28 in MNIST's file format, and a fresh checkpoint folder."""
-    from test_image_chapters_on_mnist import write_digits_as_mnist
+    from test_chapters_on_mnist import write_digits_as_mnist
 
     write_digits_as_mnist(tmp_path / "data" / "mnist")
     monkeypatch.setenv("PDLEARN_DATA", str(tmp_path / "data"))
@@ -223,7 +223,7 @@ def stand_in_torchmetrics(monkeypatch):
     """torchmetrics' FrechetInceptionDistance replaced by the chapters test's stand-in (pooled pixels)."""
     import types
 
-    from test_image_chapters_on_mnist import STUB
+    from test_chapters_on_mnist import STUB
 
     module = types.ModuleType("torchmetrics.image.fid")
     exec(STUB, module.__dict__)
@@ -268,7 +268,7 @@ def test_the_classifier_fid_keeps_the_features_of_the_test_split(stand_in_mnist,
 
 def test_kept_features_follow_the_data_folder(stand_in_mnist, tmp_path_factory, monkeypatch):
     """Another PDLEARN_DATA (another copy of a set) gets features of its own, not the last folder's."""
-    from test_image_chapters_on_mnist import write_digits_as_mnist
+    from test_chapters_on_mnist import write_digits_as_mnist
 
     kept = pdl.metrics.split_features("mnist", "test")
     other = tmp_path_factory.mktemp("other_data")

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
-from test_images import idx_bytes
+from test_data_images import idx_bytes
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 CHAPTERS = ["05_diffusion_images", "06_progressive_distillation_images", "07_guidance", "08_real_time"]
