@@ -39,6 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CPU_TORCH = "torch==2.13.0"  # the CPU build on this machine's disk (Python 3.11)
 CHAPTERS = ["book/01_diffusion_2d.ipynb", "book/05_diffusion_images.ipynb"]
+# The golden outputs hold seeded numbers to 1e-5 in the executed environment (requirements.txt,
+# which the README's test command runs): another torch rounds its training steps otherwise
+# (torch 2.1 moves them), which says nothing about whether pdlearn installs and works.
+DESELECT = ["tests/test_golden.py::test_golden_outputs_are_unchanged"]
 # guards against a hang, not budgets: on a quiet 2-core machine a job takes about ten minutes
 TEST_TIMEOUT_S = 1200
 INSTALL_TIMEOUT_S = 1200
@@ -152,6 +156,7 @@ def main(argv=None):
                PATH=os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")]))
     code, times["tests"] = step("tests", [python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "not slow",
                                           "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=300",
+                                          *(f"--deselect={d}" for d in DESELECT),
                                           "tests", *CHAPTERS], TEST_TIMEOUT_S, env=env)
     direct = {name: v for name, v in (line.split("==", 1) for line in freeze.split() if "==" in line)}
     names = ["torch", *(n for n in lower_bounds() if n != "torch")]
