@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
-from conftest import make_mlp, moons
+from factories import make_mlp, moons
 
 SCHED = pdl.CosineSchedule()
 X = moons(64)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
-from conftest import make_mlp, moons
+from factories import make_mlp, moons
 from pdlearn import checkpoints
 from pdlearn.checkpoints import CheckpointError, fingerprint, load_checkpoint, save_checkpoint
 

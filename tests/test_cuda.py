@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
-from conftest import make_mlp
+from factories import make_mlp
 from pdlearn import speed
 from pdlearn.sampling import NoiseSource
 from pdlearn.train import load_checkpoint

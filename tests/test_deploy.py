@@ -9,7 +9,7 @@ import pdlearn as pdl
 from pdlearn import deploy
 from pdlearn.train import load_checkpoint
 
-from conftest import make_unet
+from factories import make_unet
 
 SCHED = pdl.CosineSchedule()
 

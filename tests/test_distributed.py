@@ -20,7 +20,7 @@ import torch
 import torch.multiprocessing as mp
 
 import pdlearn as pdl
-from conftest import make_mlp
+from factories import make_mlp
 from pdlearn import distributed
 from pdlearn.train import fit, load_checkpoint, train_loop
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
-from conftest import make_unet
+from factories import make_unet
 from pdlearn import guidance
 
 SCHED = pdl.CosineSchedule()

@@ -143,7 +143,7 @@ def test_wrong_output_shape_is_named():
 
 
 def test_a_shared_time_given_as_a_copy_gives_what_the_stride_0_view_gives():
-    from conftest import make_mlp, make_unet
+    from factories import make_mlp, make_unet
 
     for net, z in ((make_mlp(width=16), torch.randn(10, 2)), (make_unet(), torch.randn(3, 1, 8, 8))):
         net.eval()

@@ -31,7 +31,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
-from conftest import make_mlp
+from factories import make_mlp
 from pdlearn.sampling import NoiseSource
 
 diffusers = pytest.importorskip("diffusers")

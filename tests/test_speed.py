@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
-from conftest import make_mlp
+from factories import make_mlp
 from pdlearn import speed, timing
 from pdlearn.sampling import NoiseSource
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
-from conftest import make_mlp
+from factories import make_mlp
 from pdlearn.train import load_checkpoint, lr_at
 
 SCHED = pdl.CosineSchedule()
