@@ -26,7 +26,7 @@ from . import distributed
 from .data import as_data
 from .losses import WEIGHTINGS, q_sample, weighted_error
 from .parameterization import expand, predict
-from .sampling import NoiseSource, ddim_sample, ddim_step
+from .sampling import NoiseSource, coefficients, ddim_sample, ddim_step
 from .seeding import derive_seed
 from .train import architecture, check_same_architecture, fit
 
@@ -102,9 +102,9 @@ def fingerprint(*things):
 # ---------------------------------------------------------------- progressive distillation
 
 def _alpha_sigma(sched, t, z):
-    """alpha_t, sigma_t computed in float64, cast to z's dtype, shaped to broadcast against z."""
-    alpha, sigma = sched.alpha_sigma(t.double())
-    return expand(alpha.to(z.dtype), z), expand(sigma.to(z.dtype), z)
+    """alpha_t, sigma_t (``sampling.coefficients``: float64, rounded to z's dtype), shaped to broadcast against z."""
+    alpha, sigma = coefficients(sched, t, z)
+    return expand(alpha, z), expand(sigma, z)
 
 
 @torch.no_grad()
