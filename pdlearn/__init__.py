@@ -7,7 +7,7 @@
     z = pdl.ddim_sample(net, sched, n=1_000, steps=8, seed=0)
 """
 from . import data, losses, metrics, models, parameterization, recipes, sampling, schedules
-from . import distill, distributed, solvers
+from . import consistency, distill, distributed, solvers
 from . import guidance
 from . import progress, seeding, speed, timing, validate
 from . import viz, widgets
