@@ -12,8 +12,8 @@ t_min = t_0 < t_1 < ... < t_N = 1 to agree:
     theta-      <- mu theta- + (1 - mu) theta             (the target network, after every step)
 
 with the squared L2 distance and weight 1, as in the paper's L2 runs. At n = 0 the target is
-f(z^_{t_0}, t_min) = z^_{t_0}, the teacher's own one-step answer, and the boundary condition
-carries that anchor up the grid. The grid size may grow with the iteration k, by the paper's
+f(z^_{t_0}, t_min) = z^_{t_0} (at t_min = 0), the teacher's own step to the data, and the
+boundary condition carries that anchor up the grid. The grid size may grow with the iteration k, by the paper's
 schedule (``grid_schedule``, app. C):
 
     N(k)  = ceil( sqrt( k / K ((s_1 + 1)^2 - s_0^2) + s_0^2 ) - 1 ) + 1     points, so N(k) - 1 intervals

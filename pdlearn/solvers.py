@@ -4,7 +4,7 @@ They solve the teacher's probability-flow ODE, the ODE that deterministic DDIM
 discretises, with a smaller error for the same number of network calls. With
 lambda = log(alpha_t / sigma_t) (half the log-SNR of ``schedules``) and the data
 prediction x_hat of ``predict``, its exact solution from time s to t < s is
-(Lu et al., 2022b, DPM-Solver++)
+(Lu et al., 2022, DPM-Solver++)
 
     z_t = (sigma_t / sigma_s) z_s + sigma_t * integral_{lambda_s}^{lambda_t} e^lambda x_hat(z_lambda) dlambda.
 
@@ -58,7 +58,7 @@ def _lambdas(sched, times):
 
 
 def dpmpp_update(z, alpha_t, sigma_t, sigma_s, h, x_hat, x_prev=None, r=None):
-    """One DPM-Solver++ step from s to t (Lu et al., 2022b, Algorithm 2), data prediction:
+    """One DPM-Solver++ step from s to t (Lu et al., 2022, DPM-Solver++, Algorithm 2), data prediction:
 
         D   = x_hat                                                 (first order: DDIM)
         D   = (1 + 1 / (2 r)) x_hat - 1 / (2 r) x_prev,  r = h_prev / h   (second order, 2M)
@@ -70,7 +70,7 @@ def dpmpp_update(z, alpha_t, sigma_t, sigma_s, h, x_hat, x_prev=None, r=None):
 
 @torch.no_grad()
 def dpmpp_2m_steps(net, sched, z, times, model_kwargs=None):
-    """DPM-Solver++(2M) (Lu et al., 2022b, Algorithm 2) as a generator of (t, z_t, x_hat).
+    """DPM-Solver++(2M) (Lu et al., 2022, DPM-Solver++, Algorithm 2) as a generator of (t, z_t, x_hat).
 
     For step i from t_{i-1} to t_i, with h_i = lambda_{t_i} - lambda_{t_{i-1}} and r_i = h_{i-1} / h_i:
 

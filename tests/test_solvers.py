@@ -225,7 +225,7 @@ def test_each_method_reduces_to_ddim_where_its_paper_says():
     def ddim(times):
         return pdl.ddim_sample(net, sched, z=z1, grid=times)
 
-    # DPM-Solver++'s first-order step is DDIM (Lu et al., 2022b): one step on any grid
+    # DPM-Solver++'s first-order step is DDIM (Lu et al., 2022): one step on any grid
     for t_max in (1.0, 0.9, 0.5):
         times = sched.grid(1, "uniform", t_max=t_max)
         for method in ("dpmpp_2m", "unipc"):
