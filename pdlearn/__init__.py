@@ -8,7 +8,7 @@
 """
 from .about import __version__
 from . import data, losses, metrics, models, parameterization, recipes, sampling, schedules
-from . import distill, distributed
+from . import consistency, distill, distributed, solvers
 from . import guidance
 from . import progress, seeding, speed, timing, validate
 from .budget import budget, checkpoint_path, device, image_data, sizes

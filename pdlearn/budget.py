@@ -169,6 +169,26 @@ SIZES = {
                     sparsity=0.9, n_eval=5_000, floor_repeats=3, repeats=7, warmup=2, big_batch=64, n_grid=64,
                     scale_repeats=5, scale_steps=(1, 2, 4)),
     },
+    # chapter 9: which few-step method? Training-free solvers (pdlearn.solvers) against the PD students of
+    # chapters 4 and 6 and consistency distillation (pdlearn.consistency) at equal NFE, on the cached teachers.
+    # 2D: squared MMD of n_eval samples, the mean of `seeds` (sampling seed, held-out draw) pairs; cd_*: the
+    # consistency student (iterations, (s0, s1) of the growing grid, mu0, lr, batch); img_*: the same for the
+    # digits (FID of img_n_eval samples). time_*: the thread-CPU timing of one iteration of each training.
+    "few_step": {
+        "smoke": dict(nfes=(1, 2, 4), n_eval=500, seeds=2, floor_repeats=2, n_show=300, cd_iters=100,
+                      cd_grid=(2, 8), cd_mu0=0.9, cd_lr=1e-3, cd_batch=128, img_nfes=(1, 2, 4), img_n_eval=64,
+                      img_floor_repeats=2, img_cd_iters=4, img_cd_grid=(2, 4), img_cd_lr=1e-3, img_cd_batch=16,
+                      n_grid=16, time_repeats=3, time_iters=2),
+        "cpu": dict(nfes=(1, 2, 4, 8, 16, 32), n_eval=5_000, seeds=3, floor_repeats=5, n_show=2_000,
+                    cd_iters=4_000, cd_grid=(2, 32), cd_mu0=0.9, cd_lr=3e-4, cd_batch=256,
+                    img_nfes=(1, 2, 4, 8, 16, 32), img_n_eval=450, img_floor_repeats=5, img_cd_iters=1_000,
+                    img_cd_grid=(2, 16), img_cd_lr=3e-4, img_cd_batch=64, n_grid=64, time_repeats=5, time_iters=5),
+        "gpu": dict(nfes=(1, 2, 4, 8, 16, 32), n_eval=5_000, seeds=3, floor_repeats=5, n_show=2_000,
+                    cd_iters=20_000, cd_grid=(2, 64), cd_mu0=0.9, cd_lr=3e-4, cd_batch=1024,
+                    img_nfes=(1, 2, 4, 8, 16, 32), img_n_eval=5_000, img_floor_repeats=3, img_cd_iters=10_000,
+                    img_cd_grid=(2, 32), img_cd_lr=2e-4, img_cd_batch=128, n_grid=64, time_repeats=5,
+                    time_iters=3),
+    },
     # course assignments (book/assignments): seconds at every budget, since students' submissions are
     # graded by re-running them; the same small teachers, rounds and samples everywhere
     "assignments": {

@@ -25,7 +25,7 @@ from .checkpoints import (architecture, check_same_architecture, data_identity, 
 from .data import as_data
 from .losses import WEIGHTINGS, q_sample, weighted_error
 from .parameterization import expand, predict
-from .sampling import NoiseSource, ddim_sample, ddim_step
+from .sampling import NoiseSource, coefficients, ddim_sample, ddim_step
 from .seeding import derive_seed
 from .train import fit
 
@@ -81,9 +81,9 @@ def check_student(teacher, student):
 # ---------------------------------------------------------------- progressive distillation
 
 def _alpha_sigma(sched, t, z):
-    """alpha_t, sigma_t computed in float64, cast to z's dtype, shaped to broadcast against z."""
-    alpha, sigma = sched.alpha_sigma(t.double())
-    return expand(alpha.to(z.dtype), z), expand(sigma.to(z.dtype), z)
+    """alpha_t, sigma_t (``sampling.coefficients``: float64, rounded to z's dtype), shaped to broadcast against z."""
+    alpha, sigma = coefficients(sched, t, z)
+    return expand(alpha, z), expand(sigma, z)
 
 
 @torch.no_grad()

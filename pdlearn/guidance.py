@@ -27,8 +27,8 @@ Guided distillation (Meng et al., 2023) in two stages:
              that student, with w and the labels drawn per example.
 
 Samplers: ``ddim_sample`` with ``model_kwargs=dict(y=..., w=...)`` is the
-deterministic N-step sampler; ``stochastic_sample`` is the paper's stochastic
-N-step variant.
+deterministic N-step sampler; ``stochastic_sample`` (in ``sampling``, importable from here
+too) is the paper's stochastic N-step variant.
 """
 import copy
 
@@ -42,8 +42,7 @@ from .metrics.lowdim import class_fidelity  # noqa: F401  (its home is the metri
 from .losses import WEIGHTINGS, q_sample, weighted_error
 from .models import null_label
 from .parameterization import expand, predict
-from .sampling import _coefs, _finish, _new_trajectory, _on_device, _setup, _steps, ddim_step
-from .schedules import check_steps
+from .sampling import stochastic_sample  # noqa: F401  (its home is the sampling room; kept here for old calls)
 from .train import fit
 
 
@@ -215,46 +214,7 @@ def distill_w_progressive(student, data, labels, sched, start_steps=64, end_step
                                model_kwargs=GuidanceDraw(labels, w_range), **kwargs)
 
 
-# ---------------------------------------------------------------- the stochastic N-step sampler
-
-@torch.no_grad()
-def stochastic_sample(net, sched, n=None, z=None, steps=4, seed=0, return_trajectory=False, model_kwargs=None,
-                      progress=False):
-    """The stochastic N-step sampler of Meng et al. (2023, sec. 3.3) on the grid t_k = k / N.
-
-    From t = k/N: one deterministic DDIM step of length 2/N to u = t - 2/N, then re-noise
-    forward by 1/N to s = t - 1/N with q(z_s | z_u):
-
-        z_u = alpha_u x_hat + sigma_u eps_hat
-        z_s = (alpha_s / alpha_u) z_u + sqrt(sigma_s^2 - (alpha_s / alpha_u)^2 sigma_u^2) * noise
-
-    The last step (from 1/N to 0) is deterministic, so N = 1 is one DDIM step. Same
-    signature and return value as ``ddim_sample``.
-    """
-    steps = check_steps(steps)
-    z, noise = _setup(net, n, z, seed)
-    times = torch.arange(steps, -1, -1, dtype=torch.float64) / steps
-    kw = model_kwargs or {}
-    traj = _new_trajectory(times, z)
-    net_times = _on_device(times, z)
-    for i in _steps(steps, progress, "stochastic sampler"):
-        k = steps - i
-        t, s = times[i], times[i + 1]
-        alpha_t, sigma_t = _coefs(sched, t, z)
-        x_hat, eps_hat = predict(net, z, net_times[i], sched, **kw)
-        if k == 1:
-            z = ddim_step(x_hat, eps_hat, *_coefs(sched, s, z), alpha_t, sigma_t)
-        else:
-            alpha_u, sigma_u = _coefs(sched, (k - 2) / steps, z)
-            alpha_s, sigma_s = _coefs(sched, s, z)
-            z_u = ddim_step(x_hat, eps_hat, alpha_u, sigma_u, alpha_t, sigma_t)
-            ratio = alpha_s / alpha_u
-            z = ratio * z_u + max(sigma_s**2 - ratio**2 * sigma_u**2, 0.0) ** 0.5 * noise.randn()
-        if return_trajectory:
-            traj["z"].append(z)
-            traj["x_hat"].append(x_hat)
-    return _finish(z, traj, return_trajectory)
-
+# ---------------------------------------------------------------- the 2D labelled teacher
 
 def toy_guided_teacher(*args, **kwargs):
     """The labelled 2D teacher of chapter 7; its home is now ``recipes.toy_guided_teacher``."""

@@ -156,3 +156,29 @@ def toy_guided_teacher(name="eight_gaussians", p_uncond=0.1, prediction="v", see
     return cached_teacher(net, x, f"{name}_cfg_teacher_{prediction}_seed{seed}", dict(recipe, p_uncond=p_uncond),
                           cfg["teacher_steps"], budget_name, seed=seed, batch_size=cfg["batch_size"], labels=y,
                           p_uncond=p_uncond, progress=progress, desc=f"{name} guided teacher"), x, y
+
+def toy_students(name="moons", prediction="v", seed=0, lr=None, progress=True, budget_name=None):
+    """The progressive students of ``toy_teacher(name)`` (chapter 4), trained once per budget and cached.
+
+    Progressive distillation (``distill.distill_rounds``) from the 'progressive_2d' sizes'
+    ``start_steps`` DDIM steps down to 1, ``iters_per_round`` iterations a round at its ``lr``
+    (or ``lr``) and ``batch_size``, on ``device()``. The rounds are checkpointed under the name
+    chapter 4 gives them (``<name>_progressive``), so chapters 4, 8 and 9, the benches and
+    outside code share one set of files. Returns (students, history): a dict {steps: student}
+    (eval mode, on the CPU, where the 2D chapters sample them) and the per-round records.
+    """
+    import copy
+
+    from .distill import distill_rounds
+
+    cfg = sizes("progressive_2d", budget_name)
+    teacher, x = toy_teacher(name, prediction=prediction, seed=seed, progress=progress, budget_name=budget_name)
+    students, history = {}, []
+    for student, record in distill_rounds(copy.deepcopy(teacher).to(device()), x, CosineSchedule(),
+                                          cfg["start_steps"], 1, cfg["iters_per_round"], seed=seed,
+                                          lr=cfg["lr"] if lr is None else lr, batch_size=cfg["batch_size"],
+                                          progress=progress, resume=True,
+                                          checkpoint=checkpoint_path(f"{name}_progressive", budget_name)):
+        students[record["steps"]] = copy.deepcopy(student).cpu()  # the next round goes on from `student`
+        history.append(record)
+    return students, history

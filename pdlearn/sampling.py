@@ -1,13 +1,24 @@
-"""Samplers: DDPM ancestral sampling, DDIM (with eta) and DDIM inversion.
+"""Samplers: DDPM ancestral sampling, DDIM (with eta), DDIM inversion and the stochastic
+sampler of guided distillation.
 
-Every sampler is one loop over a time grid t_N = 1 > ... > t_0 = 0 and shares
-one signature: ``sampler(net, sched, n=None, z=None, steps=..., seed=0, grid=...)``.
+Every sampler is one loop over a time grid t_N = 1 > ... > t_0 = 0, written as a
+generator that yields its state after each step, (t, z_t, x_hat), in the spirit of
+smalldiffusion: a notebook can plot, animate or stop early without callbacks.
+
+    z, noise, times = start(net, sched, n=1_000, steps=8, seed=0)
+    for t, z_t, x_hat in ddim_steps(net, sched, z, times, noise):
+        ...
+
+A thin wrapper per sampler runs its generator to the end (``run``) and shares one
+signature: ``sampler(net, sched, n=None, z=None, steps=..., seed=0, grid=...)``.
+The training-free ODE solvers of ``pdlearn.solvers`` are generators of the same kind.
 
 Grids (``grid=``, see ``Schedule.grid``):
     'uniform'  t_k = k / N. On ``LinearBetaSchedule`` (t = (tau + 1) / T for
                diffusers' timestep tau) this is the "trailing" spacing of
                diffusers: timesteps 999, 999 - T/N, ..., T/N - 1, then alpha = 1.
     'logsnr'   interior times uniform in lambda_t (log-SNR); endpoints 1 and 0.
+    'karras'   the EDM grid in sigma_t / alpha_t (Karras et al., 2022), from sigma~ = 80.
     a tensor   any decreasing times in [0, 1], used as given.
 
 Noise is seeded per sample (see ``NoiseSource``): sample i depends only on
@@ -20,7 +31,7 @@ import torch
 
 from .data import as_data
 from .parameterization import predict
-from .progress import trange
+from .progress import bar
 from .schedules import check_steps
 from .seeding import derive_seed
 
@@ -133,16 +144,18 @@ def ddpm_posterior(z_t, x_hat, alpha_s, sigma_s, alpha_t, sigma_t):
     return mean, sigma2_ts * sigma_s**2 / sigma_t**2
 
 
-def _coefs(sched, t, like):
+def coefficients(sched, t, like):
+    """(alpha_t, sigma_t) at the times ``t`` (a grid, or one time per sample): computed in
+    float64 where t lives, then rounded once to ``like``'s dtype. Samplers read a grid's
+    as Python floats (``.tolist()``: no tensor arithmetic per step for the scalars);
+    distillers broadcast per-sample ones against z with ``parameterization.expand``."""
     alpha, sigma = sched.alpha_sigma(torch.as_tensor(t, dtype=torch.float64))
-    return alpha.to(like.dtype).item(), sigma.to(like.dtype).item()
+    return alpha.to(like.dtype), sigma.to(like.dtype)
 
 
-def _coef_table(sched, times, like):
-    """(alpha, sigma) at every time of the grid, computed once as Python floats (in ``like``'s
-    precision): the loop then pays no per-step tensor arithmetic for its scalars."""
-    alpha, sigma = sched.alpha_sigma(times)
-    return alpha.to(like.dtype).tolist(), sigma.to(like.dtype).tolist()
+def _table(sched, times, like):
+    alpha, sigma = coefficients(sched, times, like)
+    return alpha.tolist(), sigma.tolist()
 
 
 def _on_device(times, z):
@@ -151,17 +164,108 @@ def _on_device(times, z):
     return times.to(z.device, z.dtype)
 
 
-def _new_trajectory(grid, z):
-    return {"t": grid, "z": [z], "x_hat": []}
+def start(net, sched, n=None, z=None, steps=50, seed=0, grid="uniform"):
+    """What every sampler starts from: (z_1, noise, times). z_1 is ``z`` or the first draw of
+    per-sample seeded noise for ``n`` samples of shape ``net.sample_shape``; ``noise`` is the
+    ``NoiseSource`` for the draws of later steps; ``times`` the grid (module docstring)."""
+    z, noise = _setup(net, n, z, seed)
+    return z, noise, _times(sched, steps, grid)
 
 
-def _finish(z, traj, return_trajectory):
+def run(steps, z, times, return_trajectory=False, progress=False, desc="sampling"):
+    """Run a sampler's generator of per-step states to the end.
+
+    ``steps`` yields (t, z_t, x_hat) after each step: the time reached, the state there, and
+    the prediction the step was taken with. Returns the last z, or (z, trajectory) with
+    trajectory['t'] = ``times`` [N+1], ['z'] [N+1, n, ...] (the start ``z`` first) and
+    ['x_hat'] [N, n, ...].
+    """
+    zs, x_hats = [z], []
+    count = len(times) - 1
+    for _, z, x_hat in (trange_over(steps, count, desc) if progress else steps):
+        if return_trajectory:
+            zs.append(z)
+            x_hats.append(x_hat)
     if not return_trajectory:
         return z
-    traj["z"] = torch.stack(traj["z"])
-    traj["x_hat"] = torch.stack(traj["x_hat"])
-    return z, traj
+    return z, {"t": times, "z": torch.stack(zs), "x_hat": torch.stack(x_hats)}
 
+
+def trange_over(steps, count, desc):
+    return bar(steps, total=count, desc=desc, leave=False)
+
+
+# ---------------------------------------------------------------- the samplers, one loop each
+
+@torch.no_grad()
+def ddim_steps(net, sched, z, times, noise=None, eta=0.0, model_kwargs=None):
+    """DDIM as a generator: for each step t -> s of ``times``, yields (s, z_s, x_hat) with
+
+        (x_hat, eps_hat) = predict(net, z_t, t),  z_s = ddim_step(x_hat, eps_hat, ..., eta, noise).
+
+    ``noise`` (a ``NoiseSource``) is read once per step when eta > 0."""
+    kw = model_kwargs or {}
+    alphas, sigmas = _table(sched, times, z)
+    net_times = _on_device(times, z)
+    for i in range(len(times) - 1):
+        x_hat, eps_hat = predict(net, z, net_times[i], sched, **kw)
+        step_noise = noise.randn() if eta > 0 else None
+        z = ddim_step(x_hat, eps_hat, alphas[i + 1], sigmas[i + 1], alphas[i], sigmas[i], eta, step_noise)
+        yield times[i + 1], z, x_hat
+
+
+@torch.no_grad()
+def ddpm_steps(net, sched, z, times, noise, model_kwargs=None):
+    """Ancestral sampling as a generator: for each step t -> s, yields (s, z_s, x_hat) with
+    z_s = mean + sqrt(var) * noise, (mean, var) of q(z_s | z_t, x = x_hat) (``ddpm_posterior``)."""
+    kw = model_kwargs or {}
+    alphas, sigmas = _table(sched, times, z)
+    net_times = _on_device(times, z)
+    for i in range(len(times) - 1):
+        x_hat, _ = predict(net, z, net_times[i], sched, **kw)
+        mean, var = ddpm_posterior(z, x_hat, alphas[i + 1], sigmas[i + 1], alphas[i], sigmas[i])
+        step_noise = noise.randn()
+        z = mean + var**0.5 * step_noise if var > 0 else mean
+        yield times[i + 1], z, x_hat
+
+
+@torch.no_grad()
+def inversion_steps(net, sched, x, times, model_kwargs=None):
+    """DDIM inversion as a generator along increasing ``times`` (0 first): for each step s -> t,
+    yields (t, z_t, x_hat) with (x_hat, eps_hat) = predict(net, z_s, s), z_t = alpha_t x_hat + sigma_t eps_hat."""
+    kw = model_kwargs or {}
+    alphas, sigmas = _table(sched, times, x)
+    net_times = _on_device(times, x)
+    z = x
+    for i in range(len(times) - 1):
+        x_hat, eps_hat = predict(net, z, net_times[i], sched, **kw)
+        z = alphas[i + 1] * x_hat + sigmas[i + 1] * eps_hat
+        yield times[i + 1], z, x_hat
+
+
+@torch.no_grad()
+def stochastic_steps(net, sched, z, times, noise, model_kwargs=None):
+    """The stochastic sampler of Meng et al. (2023, sec. 3.3) as a generator: from t_i, one
+    deterministic DDIM step two grid points down to u = t_{i+2}, then re-noise forward to
+    s = t_{i+1} with q(z_s | z_u); yields (s, z_s, x_hat). The last step (to t_N = 0) is one
+    deterministic DDIM step."""
+    kw = model_kwargs or {}
+    alphas, sigmas = _table(sched, times, z)
+    net_times = _on_device(times, z)
+    last = len(times) - 2
+    for i in range(last + 1):
+        x_hat, eps_hat = predict(net, z, net_times[i], sched, **kw)
+        if i == last:
+            z = ddim_step(x_hat, eps_hat, alphas[i + 1], sigmas[i + 1], alphas[i], sigmas[i])
+        else:
+            alpha_u, sigma_u = alphas[i + 2], sigmas[i + 2]
+            z_u = ddim_step(x_hat, eps_hat, alpha_u, sigma_u, alphas[i], sigmas[i])
+            ratio = alphas[i + 1] / alpha_u
+            z = ratio * z_u + max(sigmas[i + 1] ** 2 - ratio**2 * sigma_u**2, 0.0) ** 0.5 * noise.randn()
+        yield times[i + 1], z, x_hat
+
+
+# ---------------------------------------------------------------- the wrappers: today's calls
 
 @torch.no_grad()
 def ddim_sample(net, sched, n=None, z=None, steps=50, eta=0.0, seed=0, grid="uniform",
@@ -175,24 +279,14 @@ def ddim_sample(net, sched, n=None, z=None, steps=50, eta=0.0, seed=0, grid="uni
     eta = 0: deterministic, an Euler step of the probability-flow ODE in
     (z / alpha, sigma / alpha); eta = 1: the DDPM posterior (same as ``ddpm_sample``).
     Start from z_1 = ``z`` or from per-sample seeded noise of ``n`` samples of
-    shape ``net.sample_shape``. ``grid``: 'uniform', 'logsnr' or explicit times
+    shape ``net.sample_shape``. ``grid``: 'uniform', 'logsnr', 'karras' or explicit times
     (module docstring). Returns z_0 [n, ...], or (z_0, trajectory) with
     trajectory['t'] [N+1], ['z'] [N+1, n, ...] (z_1 first) and ['x_hat'] [N, n, ...].
+    The loop itself is ``ddim_steps``.
     """
-    z, noise = _setup(net, n, z, seed)
-    times = _times(sched, steps, grid)
-    kw = model_kwargs or {}
-    traj = _new_trajectory(times, z)
-    alphas, sigmas = _coef_table(sched, times, z)
-    net_times = _on_device(times, z)
-    for i in _steps(len(times) - 1, progress, "DDIM"):
-        x_hat, eps_hat = predict(net, z, net_times[i], sched, **kw)
-        step_noise = noise.randn() if eta > 0 else None
-        z = ddim_step(x_hat, eps_hat, alphas[i + 1], sigmas[i + 1], alphas[i], sigmas[i], eta, step_noise)
-        if return_trajectory:
-            traj["z"].append(z)
-            traj["x_hat"].append(x_hat)
-    return _finish(z, traj, return_trajectory)
+    z, noise, times = start(net, sched, n, z, steps, seed, grid)
+    return run(ddim_steps(net, sched, z, times, noise, eta, model_kwargs), z, times, return_trajectory, progress,
+               "DDIM")
 
 
 @torch.no_grad()
@@ -204,25 +298,11 @@ def ddpm_sample(net, sched, n=None, z=None, steps=1000, seed=0, grid="uniform",
 
     With the LinearBetaSchedule and steps = 1000 this is Ho et al.'s sampler with the
     posterior variance (diffusers' 'fixed_small'); on any grid it is
-    ``ddim_sample`` with eta = 1. Same signature and return value as ``ddim_sample``.
+    ``ddim_sample`` with eta = 1. Same signature and return value as ``ddim_sample``;
+    the loop is ``ddpm_steps``.
     """
-    z, noise = _setup(net, n, z, seed)
-    times = _times(sched, steps, grid)
-    kw = model_kwargs or {}
-    traj = _new_trajectory(times, z)
-    net_times = _on_device(times, z)
-    for i in _steps(len(times) - 1, progress, "DDPM"):
-        t, s = times[i], times[i + 1]
-        alpha_t, sigma_t = _coefs(sched, t, z)
-        alpha_s, sigma_s = _coefs(sched, s, z)
-        x_hat, _ = predict(net, z, net_times[i], sched, **kw)
-        mean, var = ddpm_posterior(z, x_hat, alpha_s, sigma_s, alpha_t, sigma_t)
-        step_noise = noise.randn()
-        z = mean + var**0.5 * step_noise if var > 0 else mean
-        if return_trajectory:
-            traj["z"].append(z)
-            traj["x_hat"].append(x_hat)
-    return _finish(z, traj, return_trajectory)
+    z, noise, times = start(net, sched, n, z, steps, seed, grid)
+    return run(ddpm_steps(net, sched, z, times, noise, model_kwargs), z, times, return_trajectory, progress, "DDPM")
 
 
 @torch.no_grad()
@@ -238,22 +318,32 @@ def ddim_invert(net, sched, x, steps=50, grid="uniform", return_trajectory=False
     x up to the discretisation error, which shrinks like 1 / steps
     (``inversion_error`` measures it). The first step evaluates the network at
     t = 0, so it needs an 'eps' or 'v' network (an 'x' network has no eps_hat there).
-    Returns z_1, or (z_1, trajectory) with times increasing from 0 to 1.
+    Returns z_1, or (z_1, trajectory) with times increasing from 0 to 1; the loop is
+    ``inversion_steps``.
     """
-    z = as_data(x, "x")
+    x = as_data(x, "x")
     times = _times(sched, steps, grid).flip(0)  # 0 -> 1
-    kw = model_kwargs or {}
-    traj = _new_trajectory(times, z)
-    net_times = _on_device(times, z)
-    for i in _steps(len(times) - 1, progress, "DDIM inversion"):
-        s, t = times[i], times[i + 1]
-        alpha_t, sigma_t = _coefs(sched, t, z)
-        x_hat, eps_hat = predict(net, z, net_times[i], sched, **kw)
-        z = alpha_t * x_hat + sigma_t * eps_hat
-        if return_trajectory:
-            traj["z"].append(z)
-            traj["x_hat"].append(x_hat)
-    return _finish(z, traj, return_trajectory)
+    return run(inversion_steps(net, sched, x, times, model_kwargs), x, times, return_trajectory, progress,
+               "DDIM inversion")
+
+
+@torch.no_grad()
+def stochastic_sample(net, sched, n=None, z=None, steps=4, seed=0, grid="uniform", return_trajectory=False,
+                      model_kwargs=None, progress=False):
+    """The stochastic N-step sampler of Meng et al. (2023, sec. 3.3), on the grid t_N > ... > t_0
+    (default t_k = k / N). From t = t_k: one deterministic DDIM step two grid points down, to
+    u = t_{k-2} (on the uniform grid a step of length 2/N), then re-noise forward to
+    s = t_{k-1} with q(z_s | z_u):
+
+        z_u = alpha_u x_hat + sigma_u eps_hat
+        z_s = (alpha_s / alpha_u) z_u + sqrt(sigma_s^2 - (alpha_s / alpha_u)^2 sigma_u^2) * noise
+
+    The last step (from t_1 to 0) is deterministic, so N = 1 is one DDIM step. Same
+    signature and return value as ``ddim_sample``; the loop is ``stochastic_steps``.
+    """
+    z, noise, times = start(net, sched, n, z, steps, seed, grid)
+    return run(stochastic_steps(net, sched, z, times, noise, model_kwargs), z, times, return_trajectory, progress,
+               "stochastic sampler")
 
 
 def inversion_error(net, sched, x, steps=50, grid="uniform", model_kwargs=None):
@@ -265,9 +355,3 @@ def inversion_error(net, sched, x, steps=50, grid="uniform", model_kwargs=None):
     z1 = ddim_invert(net, sched, x, steps=steps, grid=grid, model_kwargs=model_kwargs)
     x_rec = ddim_sample(net, sched, z=z1, steps=steps, grid=grid, model_kwargs=model_kwargs)
     return (x_rec - x).flatten(1).norm(dim=1)
-
-
-def _steps(count, progress, desc):
-    if not progress:
-        return range(count)
-    return trange(count, desc=desc, leave=False)

@@ -35,25 +35,60 @@ class Schedule:
             lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
         return (lo + hi) / 2
 
-    def grid(self, steps, spacing="uniform", logsnr_range=(-10.0, 10.0)):
-        """Times t_N = 1 > t_{N-1} > ... > t_0 = 0 of an N-step sampler, float64 [N + 1].
+    def grid(self, steps, spacing="uniform", logsnr_range=(-10.0, 10.0), t_max=None, rho=7.0,
+             sigma_range=(0.002, 80.0)):
+        """Times t_N = t_max > t_{N-1} > ... > t_0 = 0 of an N-step sampler, float64 [N + 1].
 
-        spacing='uniform': t_i = i / N.
+        spacing='uniform': t_i = t_max i / N.
         spacing='logsnr':  interior points uniform in lambda between the ends of
-        ``logsnr_range`` (clipped to the schedule's own range); endpoints stay 1 and 0.
+        ``logsnr_range`` (clipped to the schedule's own range, and to lambda(t_max));
+        endpoints stay t_max and 0.
+        spacing='karras':  the EDM grid of Karras et al. (2022, eq. 5) in the noise level
+        sigma~ = sigma_t / alpha_t (the noise of z_t / alpha_t):
+            sigma~_i = (sigma~_max^(1/rho) + i / (N - 1) (sigma~_min^(1/rho) - sigma~_max^(1/rho)))^rho,
+        i = 0..N-1, then t = 0; ``sigma_range`` = (sigma~_min, sigma~_max) = (0.002, 80) and
+        rho = 7 are EDM's defaults, and ``t_max``, when given, sets sigma~_max instead.
+
+        ``t_max`` (default 1; for 'karras' the t of sigma~_max = 80, about 0.992 on the cosine
+        schedule) starts the grid below t = 1. A sampler on such a grid still starts from
+        z ~ N(0, I), which it then takes for z_{t_max}: a slightly wrong prior, since the
+        law of z_{t_max} = alpha x + sigma eps still holds alpha_{t_max} x of signal. In
+        exchange no step has to start from zero signal (lambda = -inf), so a multistep
+        solver's first steps need not be DDIM steps.
         """
         steps = check_steps(steps)
+        if spacing == "karras":
+            return self._karras_grid(steps, rho, sigma_range, t_max)
+        t_max = 1.0 if t_max is None else float(t_max)
+        if not 0 < t_max <= 1:
+            raise ValueError(f"t_max must be in (0, 1] (where the grid starts), got {t_max}")
         if spacing == "uniform":
-            return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+            return torch.linspace(t_max, 0.0, steps + 1, dtype=torch.float64)
         if spacing == "logsnr":
-            lo = max(logsnr_range[0], float(self.logsnr(torch.tensor(1.0, dtype=torch.float64))))
+            lo = max(logsnr_range[0], float(self.logsnr(torch.tensor(t_max, dtype=torch.float64))))
             hi = min(logsnr_range[1], float(self.logsnr(torch.tensor(1e-6, dtype=torch.float64))))
             lam = torch.linspace(lo, hi, steps + 1, dtype=torch.float64)
             t = self.t_from_logsnr(lam)
-            t[0], t[-1] = 1.0, 0.0
+            t[0], t[-1] = t_max, 0.0
             return t
-        raise ValueError(f"spacing must be 'uniform' or 'logsnr', got {spacing!r}")
+        raise ValueError(f"spacing must be 'uniform', 'logsnr' or 'karras', got {spacing!r}")
 
+    def _karras_grid(self, steps, rho, sigma_range, t_max):
+        sigma_min, sigma_max = (float(s) for s in sigma_range)
+        if t_max is not None:
+            alpha, sigma = self.alpha_sigma(torch.tensor(float(t_max), dtype=torch.float64))
+            if not 0 < t_max <= 1 or float(alpha) <= 0:
+                raise ValueError(f"the 'karras' grid needs a finite sigma_t / alpha_t where it starts: t_max must "
+                                 f"be in (0, 1) with alpha_t > 0, got t_max={t_max} (alpha = {float(alpha):.3g})")
+            sigma_max = float(sigma / alpha)
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"the 'karras' grid needs 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        i = torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
+        s = (sigma_max ** (1 / rho) + i * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+        t = self.t_from_logsnr(-2 * torch.log(s))
+        if t_max is not None:
+            t[0] = float(t_max)
+        return torch.cat([t, torch.zeros(1, dtype=torch.float64)])
 
 def check_steps(steps):
     """``steps`` as a Python int >= 1 (numpy and 0-d torch integers too), or a clear error."""

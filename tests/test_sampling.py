@@ -159,7 +159,7 @@ def test_clear_errors():
         pdl.ddim_sample(net, sched, n=4, grid=torch.tensor([0.0, 0.5, 1.0]))
     with pytest.raises(ValueError, match="eta must be >= 0"):
         pdl.ddim_sample(net, sched, n=4, steps=2, eta=-1.0)
-    with pytest.raises(ValueError, match="spacing"):
+    with pytest.raises(ValueError, match="spacing must be"):
         pdl.ddpm_sample(net, sched, n=4, steps=2, grid="quadratic")
     with pytest.raises(TypeError, match="float tensor"):
         pdl.ddim_invert(net, sched, torch.ones(4, 2, dtype=torch.long))
@@ -226,3 +226,84 @@ def test_the_mlp_embeds_one_time_once_without_reading_device_values():
         net(z, 0.7, y=torch.tensor([0, 1, 2, 4, 0, 1]))
     with pytest.raises(ValueError, match="labels must be in"):
         net(z, 0.7, y=torch.tensor(-1))
+
+
+# ---------------------------------------------------------------- samplers as generators of their state
+
+def test_every_sampler_is_a_generator_whose_wrapper_keeps_its_numbers():
+    """Iterating a sampler's loop yields (t, z_t, x_hat) per step; the wrapper's return value and
+    trajectory are exactly those states, for every sampler of the room."""
+    from pdlearn import sampling
+
+    torch.manual_seed(0)
+    net = pdl.models.MLPDenoiser(dim=2, width=32, depth=2).eval()
+    sched = pdl.CosineSchedule()
+    cases = [(sampling.ddim_steps, pdl.ddim_sample, dict(eta=0.5)), (sampling.ddpm_steps, pdl.ddpm_sample, {}),
+             (sampling.stochastic_steps, sampling.stochastic_sample, {})]
+    for loop, wrapper, kwargs in cases:
+        z1, noise, times = sampling.start(net, sched, n=12, steps=5, seed=3)
+        states = list(loop(net, sched, z1, times, noise, **kwargs))
+        assert [float(t) for t, _, _ in states] == times[1:].tolist()
+        z0, traj = wrapper(net, sched, n=12, steps=5, seed=3, return_trajectory=True, **kwargs)
+        assert torch.equal(states[-1][1], z0)
+        assert torch.equal(torch.stack([z1] + [z for _, z, _ in states]), traj["z"])
+        assert torch.equal(torch.stack([x for _, _, x in states]), traj["x_hat"])
+    x = pdl.data.toy("moons", n=12, seed=0)
+    times = sched.grid(5).flip(0)
+    states = list(sampling.inversion_steps(net, sched, x, times))
+    assert torch.equal(states[-1][1], pdl.ddim_invert(net, sched, x, steps=5))
+    # a loop can be stopped early: the state after two of five steps
+    z1, noise, times = sampling.start(net, sched, n=12, steps=5, seed=3)
+    it = sampling.ddim_steps(net, sched, z1, times)
+    next(it)
+    t, z_t, _ = next(it)
+    assert float(t) == float(times[2]) and torch.equal(z_t, pdl.ddim_sample(net, sched, z=z1, grid=times[:3]))
+
+
+def test_the_stochastic_sampler_lives_here_takes_a_grid_and_keeps_its_old_home():
+    from pdlearn import guidance, sampling
+
+    assert guidance.stochastic_sample is sampling.stochastic_sample
+    torch.manual_seed(0)
+    net = pdl.models.MLPDenoiser(dim=2, width=32, depth=2).eval()
+    sched = pdl.CosineSchedule()
+    # the default grid is t_k = k / N, as before; 'logsnr' and explicit times are other grids
+    torch.testing.assert_close(sampling.stochastic_sample(net, sched, n=10, steps=4, seed=1),
+                               sampling.stochastic_sample(net, sched, n=10, seed=1, grid=torch.linspace(1, 0, 5)),
+                               atol=0, rtol=0)
+    assert not torch.allclose(sampling.stochastic_sample(net, sched, n=10, steps=4, seed=1),
+                              sampling.stochastic_sample(net, sched, n=10, steps=4, seed=1, grid="logsnr"))
+    # one step is one DDIM step; with an exact denoiser of one point every grid returns it
+    torch.testing.assert_close(sampling.stochastic_sample(net, sched, n=10, steps=1, seed=1),
+                               pdl.ddim_sample(net, sched, n=10, steps=1, seed=1), atol=0, rtol=0)
+    x0 = torch.tensor([[0.7, -1.3]], dtype=torch.float64)
+    z1 = NoiseSource(8, (2,), seed=2, dtype=torch.float64).randn()
+    for grid in ("uniform", "logsnr", "karras"):
+        out = sampling.stochastic_sample(SinglePoint(x0, sched, "x"), sched, z=z1, steps=6, grid=grid)
+        torch.testing.assert_close(out, x0.expand_as(out), atol=1e-9, rtol=0)
+
+
+def test_one_helper_gives_the_coefficients_of_a_grid():
+    """``coefficients`` computes (alpha, sigma) in float64 and rounds once: the values the samplers
+    read as floats and the distiller broadcasts per sample."""
+    from pdlearn.sampling import coefficients
+
+    sched = pdl.CosineSchedule()
+    like = torch.zeros(3, 2)
+    times = sched.grid(8, "logsnr")
+    alpha, sigma = coefficients(sched, times, like)
+    a64, s64 = sched.alpha_sigma(times)
+    assert alpha.dtype == torch.float32 and torch.equal(alpha, a64.float()) and torch.equal(sigma, s64.float())
+    t = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    assert torch.equal(coefficients(sched, t, like)[0], sched.alpha_sigma(t)[0].float())
+    assert coefficients(sched, t, like.double())[1].dtype == torch.float64
+
+
+def test_ddim_runs_on_the_karras_grid_and_below_t_one():
+    torch.manual_seed(0)
+    net = pdl.models.MLPDenoiser(dim=2, width=32, depth=2).eval()
+    sched = pdl.CosineSchedule()
+    out, traj = pdl.ddim_sample(net, sched, n=10, steps=6, grid="karras", return_trajectory=True)
+    torch.testing.assert_close(traj["t"], sched.grid(6, "karras"))
+    torch.testing.assert_close(out, pdl.ddim_sample(net, sched, n=10, grid=sched.grid(6, "karras")), atol=0, rtol=0)
+    assert float(traj["t"][0]) < 1 and torch.isfinite(out).all()

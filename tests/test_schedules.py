@@ -113,4 +113,4 @@ def test_grid_rejects_bad_steps(bad):
 
 def test_grid_rejects_unknown_spacing():
     with pytest.raises(ValueError, match="uniform"):
-        pdl.CosineSchedule().grid(4, "karras")
+        pdl.CosineSchedule().grid(4, "cubic")  # an unknown name ("karras" is EDM's grid)
