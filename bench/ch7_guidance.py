@@ -15,11 +15,13 @@ the label's), the diversity (RMS distance of a class's samples to their mean), h
 far each class moved (offset) and the squared MMD to the guided teacher's own
 samples at many steps, with DDIM and with DDPM (guided, the two differ), for the
 guided teacher (2 NFE per step) and the distilled student (1 NFE per step, DDIM
-and the stochastic sampler of Meng et al.). The teacher rows, drawn with another
-seed, give the floors.
+and the stochastic sampler of Meng et al.). Every MMD is judged against its floor:
+the teacher's own samples against the same reference, drawn ``floor_repeats`` times
+with other seeds and the same labels i mod 8 as every row (fixed class counts bias
+the unbiased MMD below zero, so only a floor drawn the same way is a null), with
+``pdl.metrics.verdict`` (a tie within two floor standard deviations).
 """
 import os
-import time
 
 import torch
 
@@ -27,68 +29,78 @@ import pdlearn as pdl
 from pdlearn import guidance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SEED_EVAL, SEED_OTHER = 1, 2
+SEED_REF, SEED_ROWS = 1, 2  # the references; the rows (the floor's other draws follow: 3, 4, ...)
 
 
 def main():
     os.environ.setdefault("PDLEARN_CHECKPOINTS", os.path.join(ROOT, "book", "checkpoints"))
     cfg = pdl.sizes("guidance_2d")
+    repeats = pdl.sizes("digits_guidance")["floor_repeats"]  # chapter 7's number of floor draws
     sched = pdl.CosineSchedule()
     w_range = (0.0, cfg["w_max"])
-    began = time.perf_counter()
-    teacher, x, y = guidance.toy_guided_teacher("eight_gaussians")
-    stage1 = guidance.distill_w(teacher, x, y, sched, iters=cfg["stage1_iters"], w_range=w_range,
-                                batch_size=cfg["batch_size"], checkpoint=pdl.checkpoint_path("eight_gaussians_stage1"),
-                                resume=True)
-    students = {}
-
-    def keep(student, steps):
-        students[steps] = student
-        return None
-
-    guidance.distill_w_progressive(stage1, x, y, sched, start_steps=cfg["start_steps"], end_steps=1,
-                                   iters_per_round=cfg["iters_per_round"], w_range=w_range,
-                                   batch_size=cfg["batch_size"], eval_fn=keep,
-                                   checkpoint=pdl.checkpoint_path("eight_gaussians_stage2"), resume=True)
-    print(f"teacher + stage 1 + stage 2: {time.perf_counter() - began:.0f} s (shared machine; loads count as ~0)")
+    with pdl.timing.stopwatch() as sw:
+        teacher, x, y = pdl.recipes.toy_guided_teacher("eight_gaussians")
+        stage1 = guidance.distill_w(teacher, x, y, sched, iters=cfg["stage1_iters"], w_range=w_range,
+                                    batch_size=cfg["batch_size"], resume=True,
+                                    checkpoint=pdl.checkpoint_path("eight_gaussians_stage1"))
+        students = {cfg["start_steps"]: stage1}
+        for student, record in guidance.distill_w_rounds(
+                stage1, x, y, sched, start_steps=cfg["start_steps"], end_steps=1,
+                iters_per_round=cfg["iters_per_round"], w_range=w_range, batch_size=cfg["batch_size"],
+                resume=True, checkpoint=pdl.checkpoint_path("eight_gaussians_stage2")):
+            students[record["steps"]] = student
+    print(f"teacher + stage 1 + stage 2: {sw.cpu_s:.0f} CPU-s over all threads, {sw.wall_s:.0f} s wall "
+          "(loads count as ~0)")
 
     n, big = cfg["n_eval"], cfg["teacher_steps_eval"]
     labels = torch.arange(n) % 8
     guided = guidance.Guided(teacher)
-    rows = []
+    samplers = {"DDIM": pdl.ddim_sample, "DDPM": pdl.ddpm_sample}
+
+    def teacher_samples(kind, kw, seed, steps=big):
+        return samplers[kind](guided, sched, n=n, steps=steps, seed=seed, model_kwargs=kw)
+
+    rows, floors = [], {}
     for w in cfg["ws"]:
         kw = dict(y=labels, w=w)
-        ref_ode = pdl.ddim_sample(guided, sched, n=n, steps=big, seed=SEED_EVAL, model_kwargs=kw)
-        ref_sde = pdl.ddpm_sample(guided, sched, n=n, steps=big, seed=SEED_EVAL, model_kwargs=kw)
-        candidates = [(f"teacher DDIM {big}", 2 * big, pdl.ddim_sample(guided, sched, n=n, steps=big, seed=SEED_OTHER,
-                                                                        model_kwargs=kw)),
-                      (f"teacher DDPM {big}", 2 * big, pdl.ddpm_sample(guided, sched, n=n, steps=big, seed=SEED_OTHER,
-                                                                        model_kwargs=kw)),
-                      ("teacher DDIM 4", 8, pdl.ddim_sample(guided, sched, n=n, steps=4, seed=SEED_OTHER,
-                                                             model_kwargs=kw))]
+        refs = {k: pdl.metrics.MMDReference(teacher_samples(k, kw, SEED_REF)) for k in samplers}
+        candidates = [(f"teacher {k} {big}", 2 * big, teacher_samples(k, kw, SEED_ROWS)) for k in samplers]
+        candidates.append(("teacher DDIM 4", 8, teacher_samples("DDIM", kw, SEED_ROWS, steps=4)))
         for steps in cfg["student_steps"]:
             candidates.append((f"student DDIM {steps}", steps,
-                               pdl.ddim_sample(students[steps], sched, n=n, steps=steps, seed=SEED_OTHER,
+                               pdl.ddim_sample(students[steps], sched, n=n, steps=steps, seed=SEED_ROWS,
                                                model_kwargs=kw)))
-        for steps in cfg["student_steps"]:
-            if steps >= 2:
-                candidates.append((f"student stochastic {steps}", steps,
-                                   guidance.stochastic_sample(students[steps], sched, n=n, steps=steps,
-                                                              seed=SEED_OTHER, model_kwargs=kw)))
+        for steps in [s for s in cfg["student_steps"] if s >= 2]:
+            candidates.append((f"student stochastic {steps}", steps,
+                               guidance.stochastic_sample(students[steps], sched, n=n, steps=steps,
+                                                          seed=SEED_ROWS, model_kwargs=kw)))
         for name, nfe, z in candidates:
-            stats = guidance.class_fidelity(z, labels, x, y)
-            rows.append((w, name, nfe, stats["accuracy"], stats["spread"], stats["offset"],
-                         pdl.metrics.mmd_rbf(z, ref_ode), pdl.metrics.mmd_rbf(z, ref_sde)))
+            stats = pdl.metrics.class_fidelity(z, labels, x, y)
+            rows.append(dict(w=w, name=name, nfe=nfe, mmd={k: pdl.metrics.mmd_rbf(z, refs[k]) for k in samplers},
+                             **stats))
+        for k in samplers:  # the teacher's row and repeats - 1 more draws against the same reference
+            first = next(r["mmd"][k] for r in rows if r["w"] == w and r["name"] == f"teacher {k} {big}")
+            more = [pdl.metrics.mmd_rbf(teacher_samples(k, kw, SEED_ROWS + r), refs[k]) for r in range(1, repeats)]
+            v = torch.tensor([first] + more, dtype=torch.float64)
+            floors[w, k] = (float(v.mean()), float(v.std()))
 
     print(f"\nbudget {pdl.budget()}: eight gaussians, n = {n} per row, labels i mod 8; squared MMD against the "
-          f"guided teacher's {big}-step DDIM and DDPM samples (seed {SEED_EVAL}); the teacher rows (seed "
-          f"{SEED_OTHER}) against their own sampler are the floors; data spread "
-          f"{guidance.class_fidelity(x, y, x, y)['spread']:.3f}")
+          f"guided teacher's {big}-step DDIM and DDPM samples (seed {SEED_REF}); floors: the teacher against "
+          f"its own reference, {repeats} draws (seeds {SEED_ROWS}..{SEED_ROWS + repeats - 1}); sd: excess over "
+          f"the floor in floor standard deviations; data spread {pdl.metrics.class_fidelity(x, y, x, y)['spread']:.3f}")
     print(f"{'w':>4} | {'sampler':<22} | {'NFE':>4} | {'accuracy':>8} | {'spread':>6} | {'offset':>6} | "
-          f"{'MMD to DDIM':>11} | {'MMD to DDPM':>11}")
-    for w, name, nfe, acc, spread, offset, mmd_ode, mmd_sde in rows:
-        print(f"{w:4.1f} | {name:<22} | {nfe:4d} | {acc:8.4f} | {spread:6.3f} | {offset:6.3f} | "
-              f"{mmd_ode:11.5f} | {mmd_sde:11.5f}")
+          f"{'MMD to DDIM':>11} {'sd':>6} {'verdict':>7} | {'MMD to DDPM':>11} {'sd':>6} {'verdict':>7}")
+    for w in cfg["ws"]:
+        cells = [f"{floors[w, k][0]:11.5f} ± {floors[w, k][1]:<12.5f}" for k in samplers]
+        print(f"{w:4.1f} | {'floor':<22} | {'':>4} | {'':>8} | {'':>6} | {'':>6} | " + " | ".join(cells))
+        for r in (r for r in rows if r["w"] == w):
+            cells = []
+            for k in samplers:
+                mean, std = floors[w, k]
+                excess = (r["mmd"][k] - mean) / max(std, 1e-12)
+                cells.append(f"{r['mmd'][k]:11.5f} {excess:6.0f} {pdl.metrics.verdict(r['mmd'][k], mean, std):>7}")
+            print(f"{w:4.1f} | {r['name']:<22} | {r['nfe']:4d} | {r['accuracy']:8.4f} | {r['spread']:6.3f} | "
+                  f"{r['offset']:6.3f} | " + " | ".join(cells))
 
 
 if __name__ == "__main__":
