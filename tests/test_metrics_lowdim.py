@@ -26,9 +26,54 @@ def reference_mmd(x, y, bandwidths=BANDWIDTHS):
 def test_mmd_matches_the_written_out_estimator():
     x = pdl.data.toy("moons", 300, seed=0)  # 300 > the 128-row chunks: chunking must not matter
     y = pdl.data.toy("checkerboard", 170, seed=1)
-    assert mmd_rbf(x, y) == pytest.approx(reference_mmd(x, y), rel=1e-9, abs=1e-12)
-    assert mmd_rbf(x, y, bandwidths=(0.3,)) == pytest.approx(reference_mmd(x, y, (0.3,)), rel=1e-9)
-    assert mmd_rbf(x, y) == pytest.approx(mmd_rbf(y, x), rel=1e-9)
+    f64 = dict(dtype=torch.float64)
+    assert mmd_rbf(x, y, **f64) == pytest.approx(reference_mmd(x, y), rel=1e-9, abs=1e-12)
+    assert mmd_rbf(x, y, bandwidths=(0.3,), **f64) == pytest.approx(reference_mmd(x, y, (0.3,)), rel=1e-9)
+    assert mmd_rbf(x, y, **f64) == pytest.approx(mmd_rbf(y, x, **f64), rel=1e-9)
+    # far-apart sets: most exponents fall below EXP_FLOOR, whose clamp must not move the value
+    assert mmd_rbf(x, y + 30.0, **f64) == pytest.approx(reference_mmd(x, y + 30.0), rel=1e-12)
+    # in more than 8 dimensions the distances come from one matrix product
+    a, b = ten_dimensional()
+    assert mmd_rbf(a, b, **f64) == pytest.approx(reference_mmd(a, b), rel=1e-9)
+
+
+def ten_dimensional():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(150, 10, generator=g), 1.2 * torch.randn(140, 10, generator=g)
+
+
+# float32 kernels agree with float64 to this (absolute, on unit-scale data): under 1/100 of the
+# spread of the data-vs-data floor at n = 5,000 (about 4e-4), far below any difference the book reads
+FLOAT32_TOLERANCE = 1e-6
+
+
+@pytest.mark.parametrize("case", ["floor", "blurred", "shifted", "other set", "10 dimensions"])
+def test_float32_mmd_agrees_with_float64(case):
+    g = torch.Generator().manual_seed(0)
+    x, y = {"floor": (pdl.data.toy("moons", 800, seed=0), pdl.data.toy("moons", 800, seed=1)),
+            "blurred": (pdl.data.toy("moons", 800, seed=0),
+                        pdl.data.toy("moons", 800, seed=1) + 0.05 * torch.randn(800, 2, generator=g)),
+            "shifted": (pdl.data.toy("moons", 800, seed=0), pdl.data.toy("moons", 600, seed=2) + 0.02),
+            "other set": (pdl.data.toy("moons", 800, seed=0), pdl.data.toy("checkerboard", 500, seed=3)),
+            "10 dimensions": ten_dimensional()}[case]
+    exact = mmd_rbf(x, y, dtype=torch.float64)
+    assert abs(mmd_rbf(x, y) - exact) <= FLOAT32_TOLERANCE
+    ref = pdl.metrics.MMDReference(y)
+    assert ref.y.dtype == torch.float32 and abs(mmd_rbf(x, ref) - exact) <= FLOAT32_TOLERANCE
+
+
+def test_the_float32_tolerance_catches_cancelling_distances(monkeypatch):
+    """The planted defect: distances as |a|^2 + |b|^2 - 2 a.b in float32, whose cancellation
+    blurs the self-pairs and near pairs; in 10 dimensions it misses the tolerance by far."""
+    from pdlearn.metrics import lowdim
+
+    def cancelling(a, b):
+        return (a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None, :] - 2 * a @ b.T).clamp(min=0)
+
+    a, b = ten_dimensional()
+    exact = mmd_rbf(a, b, dtype=torch.float64)
+    monkeypatch.setattr(lowdim, "_sq_dists", cancelling)
+    assert abs(mmd_rbf(a, b) - exact) > 3 * FLOAT32_TOLERANCE
 
 
 def test_mmd_is_unbiased():
@@ -124,3 +169,9 @@ def test_an_mmd_reference_gives_exactly_the_mmd_against_its_points():
         assert pdl.metrics.mmd_rbf(z, ref) == pdl.metrics.mmd_rbf(z, ref_points)
     with pytest.raises(ValueError, match="bandwidths"):
         pdl.metrics.mmd_rbf(z, ref, bandwidths=(0.1,))
+    with pytest.raises(ValueError, match="dtype"):
+        pdl.metrics.mmd_rbf(z, ref, dtype=torch.float64)
+    exact = pdl.metrics.MMDReference(ref_points, dtype=torch.float64)
+    assert pdl.metrics.mmd_rbf(z, exact) == pdl.metrics.mmd_rbf(z, ref_points, dtype=torch.float64)
+    with pytest.raises(ValueError, match="float32"):
+        pdl.metrics.MMDReference(ref_points, dtype=torch.float16)

@@ -99,6 +99,27 @@ def test_attention_matches_a_plain_implementation():
     torch.testing.assert_close(attn(h), by_hand, rtol=1e-4, atol=1e-5)
 
 
+def test_attention_takes_the_fused_kernel_and_its_gradients_match_the_plain_one():
+    """The speed change: q, k, v are made contiguous so that torch's fused CPU attention kernel
+    runs (strided views fall back to the unfused, slower one); its gradients are those of the
+    attention written out by hand."""
+    torch.manual_seed(0)
+    attn = Attention(16, heads=4)
+    torch.nn.init.normal_(attn.proj.weight)
+    h = torch.randn(2, 16, 4, 4, requires_grad=True)
+    with torch.profiler.profile() as prof:
+        out = attn(h)
+        out.sum().backward()
+    names = {e.key for e in prof.key_averages()}
+    assert any("flash_attention" in name for name in names), sorted(n for n in names if "attention" in n)
+    fused_grad, h.grad = h.grad, None
+    q, k, v = attn.qkv(attn.norm(h)).reshape(2, 3, 4, 4, 16).unbind(1)
+    weights = torch.softmax(q.transpose(-1, -2) @ k / 2.0, dim=-1)
+    by_hand = h + attn.proj((weights @ v.transpose(-1, -2)).transpose(-1, -2).reshape(2, 16, 4, 4))
+    by_hand.sum().backward()
+    torch.testing.assert_close(fused_grad, h.grad, rtol=1e-4, atol=1e-5)
+
+
 def test_works_with_the_samplers_and_per_sample_seeds():
     net = randomised(UNet(channels=16))
     sched = pdl.CosineSchedule()

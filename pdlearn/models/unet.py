@@ -63,8 +63,10 @@ class Attention(nn.Module):
 
     def forward(self, h):
         height = h.shape[2]
+        # contiguous q, k, v: the CPU's fused attention kernel takes them, where the strided views of
+        # the rearrangement fall back to the unfused one (a third slower, bench/cpu_speed.py)
         q, k, v = rearrange(self.qkv(self.norm(h)), "n (three heads d) x y -> three n heads (x y) d",
-                            three=3, heads=self.heads)
+                            three=3, heads=self.heads).contiguous()
         a = F.scaled_dot_product_attention(q, k, v)
         return h + self.proj(rearrange(a, "n heads (x y) d -> n (heads d) x y", x=height))
 
