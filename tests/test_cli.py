@@ -152,8 +152,8 @@ def test_distill_resumes_to_the_round_and_iteration_reached(teacher_dir, tmp_pat
         return loss(*args, **kwargs)
 
     monkeypatch.setattr(pdlearn.distill, "distill_loss", dropped_in_round_three)
-    with pytest.raises(KeyboardInterrupt):
-        cli(cut, "distill", *options)
+    assert cli(cut, "distill", *options) == 130  # interrupted: it says how to resume, the shell's code for ^C
+    assert "run the same command again to resume" in capsys.readouterr().err
     assert load_checkpoint(rounds(cut)[-1])["step"] == 5  # round 3's last checkpoint
     monkeypatch.setattr(pdlearn.distill, "distill_loss", loss)
     capsys.readouterr()
@@ -199,7 +199,7 @@ def test_the_mnist_protocol_runs_on_files_in_the_mnist_format(tmp_path, monkeypa
     assert cli(folder, "distill", "--data", "mnist", "--start-steps", "4", "--iters-per-round", "3") == 0
     assert "mnist" in capsys.readouterr().out
     found = sorted(glob.glob(os.path.join(folder, "mnist_distill_v-smoke-*-round*.pt")))
-    assert len(found) == 2 and glob.glob(os.path.join(folder, "mnist_teacher_v_seed0_*"))  # 4 -> 2 -> 1 steps
+    assert len(found) == 2 and glob.glob(os.path.join(folder, "mnist_teacher_v_seed0-*"))  # 4 -> 2 -> 1 steps
     monkeypatch.setenv("PDLEARN_CHECKPOINTS", str(folder))
     teacher, x = pdlearn.recipes.image_teacher("mnist", budget_name="smoke", progress=False)  # loaded
     assert x.shape == (48, 1, 28, 28) and tuple(teacher.sample_shape) == (1, 28, 28)
