@@ -45,7 +45,7 @@ from . import validate
 from .data import as_data
 from .losses import q_sample
 from .parameterization import expand, predict
-from .sampling import _on_device, _setup, _table, _times, coefficients, ddim_step, run
+from .sampling import _on_device, _setup, _table, _times, coefficients, ddim_step, run, sampler
 from .train import fit
 
 
@@ -234,7 +234,7 @@ def consistency_steps(model, sched, z, times, noise, model_kwargs=None):
         yield times[i + 1], z, x_hat
 
 
-@torch.no_grad()
+@sampler
 def consistency_sample(model, sched, n=None, z=None, steps=1, seed=0, grid="uniform", return_trajectory=False,
                        model_kwargs=None, progress=False):
     """Consistency sampling in ``steps`` evaluations (``consistency_steps``), with the signature

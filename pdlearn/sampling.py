@@ -27,8 +27,11 @@ one order by every sampler: z_1 first, then one draw per step. When z_1 is
 passed in (``z=``) its draw is skipped, not reused, so passing the seed's own
 z_1 reproduces the call with ``n=`` exactly.
 """
+import functools
+
 import torch
 
+from . import validate
 from .data import as_data
 from .parameterization import predict
 from .progress import bar
@@ -81,6 +84,10 @@ def _sample_shape(net, z, n):
 def _setup(net, n, z, seed):
     """Starting noise z_1 and the noise source for later steps."""
     _sample_shape(net, z, n)
+    if z is not None:
+        validate.like_network(z, net, "z")
+    else:
+        n = validate.positive_int(n, "n")
     param = next(net.parameters(), None) if isinstance(net, torch.nn.Module) and z is None else None
     device = z.device if z is not None else (param.device if param is not None else torch.device("cpu"))
     dtype = z.dtype if z is not None else torch.float32
@@ -267,7 +274,25 @@ def stochastic_steps(net, sched, z, times, noise, model_kwargs=None):
 
 # ---------------------------------------------------------------- the wrappers: today's calls
 
-@torch.no_grad()
+def sampler(fn):
+    """Decorator of the public samplers: no gradients, and the network in eval mode while it
+    samples (dropout off), put back in training mode afterwards if it was there. Sampling a
+    network left in training mode would otherwise draw with dropout on, silently."""
+    @functools.wraps(fn)
+    def wrapper(net, *args, **kwargs):
+        training = isinstance(net, torch.nn.Module) and net.training
+        if training:
+            net.eval()
+        try:
+            with torch.no_grad():
+                return fn(net, *args, **kwargs)
+        finally:
+            if training:
+                net.train()
+    return wrapper
+
+
+@sampler
 def ddim_sample(net, sched, n=None, z=None, steps=50, eta=0.0, seed=0, grid="uniform",
                 return_trajectory=False, model_kwargs=None, progress=False):
     """DDIM sampling (Song, Meng & Ermon, 2021, eq. 12): for each step t -> s of the grid,
@@ -289,7 +314,7 @@ def ddim_sample(net, sched, n=None, z=None, steps=50, eta=0.0, seed=0, grid="uni
                "DDIM")
 
 
-@torch.no_grad()
+@sampler
 def ddpm_sample(net, sched, n=None, z=None, steps=1000, seed=0, grid="uniform",
                 return_trajectory=False, model_kwargs=None, progress=False):
     """Ancestral sampling (Ho et al., 2020, Algorithm 2) on the grid: for each step t -> s,
@@ -305,7 +330,7 @@ def ddpm_sample(net, sched, n=None, z=None, steps=1000, seed=0, grid="uniform",
     return run(ddpm_steps(net, sched, z, times, noise, model_kwargs), z, times, return_trajectory, progress, "DDPM")
 
 
-@torch.no_grad()
+@sampler
 def ddim_invert(net, sched, x, steps=50, grid="uniform", return_trajectory=False, model_kwargs=None,
                 progress=False):
     """DDIM inversion: the deterministic encoder x = z_0 -> z_1, the eta = 0 update run
@@ -327,7 +352,7 @@ def ddim_invert(net, sched, x, steps=50, grid="uniform", return_trajectory=False
                "DDIM inversion")
 
 
-@torch.no_grad()
+@sampler
 def stochastic_sample(net, sched, n=None, z=None, steps=4, seed=0, grid="uniform", return_trajectory=False,
                       model_kwargs=None, progress=False):
     """The stochastic N-step sampler of Meng et al. (2023, sec. 3.3), on the grid t_N > ... > t_0

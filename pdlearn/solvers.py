@@ -46,7 +46,7 @@ import torch
 
 from . import validate
 from .parameterization import predict
-from .sampling import _on_device, _setup, _table, _times, ddim_steps, run
+from .sampling import _on_device, _setup, _table, _times, ddim_steps, run, sampler
 
 METHODS = ("ddim", "dpmpp_2m", "unipc", "heun")
 DEFAULT_GRID = {"ddim": "uniform", "dpmpp_2m": "uniform", "unipc": "uniform", "heun": "karras"}
@@ -208,7 +208,7 @@ def heun_steps(net, sched, z, times, corrected=None, model_kwargs=None):
         yield times[i + 1], z, x_hat
 
 
-@torch.no_grad()
+@sampler
 def sample(net, sched, n=None, z=None, nfe=8, method="dpmpp_2m", grid=None, seed=0, t_max=None,
            return_trajectory=False, model_kwargs=None, progress=False):
     """Sample with a training-free solver in exactly ``nfe`` network calls.

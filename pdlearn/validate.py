@@ -84,20 +84,23 @@ def network_dtype(net):
 
 def like_network(z, net, name="z"):
     """Check that a tensor handed to a network (given noise z_1, data) is a float tensor with a
-    batch dimension on the network's device and in its dtype; return it unchanged."""
+    batch dimension on the network's device and, between float32 and float64, in its dtype (a bf16 or
+    fp16 network takes float32 states by design; a network without parameters takes any); return it unchanged."""
     if not isinstance(z, torch.Tensor):
         raise TypeError(f"{name} must be a torch tensor of shape [n, ...], got {type(z).__name__}")
     if not z.is_floating_point():
         raise TypeError(f"{name} must be a float tensor, got dtype {z.dtype}; convert it with {name}.float()")
     if z.ndim < 1 or z.shape[0] == 0:
         raise ValueError(f"{name} must have shape [n, ...] with n >= 1, got {tuple(z.shape)}")
-    if not isinstance(net, torch.nn.Module):
+    param = next(net.parameters(), None) if isinstance(net, torch.nn.Module) else None
+    if param is None:  # a function or a parameter-free module (an exact denoiser): any device and dtype
         return z
     device, dtype = network_device(net), network_dtype(net)
     if z.device != device:
         raise ValueError(f"{name} is on {z.device} but the network is on {device}; move it with "
                          f"{name}.to('{device}')")
-    if z.dtype != dtype:
+    full = (torch.float32, torch.float64)  # a bf16 / fp16 network is handed float32 states by design
+    if z.dtype != dtype and z.dtype in full and dtype in full:
         raise TypeError(f"{name} has dtype {z.dtype} but the network computes in {dtype}; convert it with "
                         f"{name}.to({dtype})")
     return z

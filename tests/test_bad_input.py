@@ -96,6 +96,19 @@ TABLE = [
      [1, 100_000], (ValueError,)),
     (lambda **kw: pdl.metrics.verdict(**dict(dict(score=1.0, reference=1.0, spread=0.1), **kw)), "spread",
      [-1.0, float("nan")], (ValueError,)),
+    (lambda **kw: pdl.ddim_sample(**dict(dict(net=make_mlp(), sched=SCHED, n=4, steps=2), **kw)), "n",
+     [0, -3, 2.5, "4"], (ValueError, TypeError)),
+    (lambda **kw: pdl.ddim_sample(**dict(dict(net=make_mlp(), sched=SCHED, n=4, steps=2), **kw)), "steps",
+     [0, 1.5], (ValueError, TypeError)),
+    (lambda **kw: pdl.ddim_sample(**dict(dict(net=make_mlp(), sched=SCHED, steps=2), **kw)), "z",
+     [torch.ones(4, 2, dtype=torch.long), torch.ones(4, 2, dtype=torch.float64), torch.ones(0, 2), [[0.0, 0.0]]],
+     (ValueError, TypeError)),
+    (lambda **kw: pdl.ddpm_sample(**dict(dict(net=make_mlp(), sched=SCHED, n=4, steps=2), **kw)), "n", [0],
+     (ValueError,)),
+    (lambda **kw: pdl.solvers.sample(**dict(dict(net=make_mlp(), sched=SCHED, n=4, nfe=2), **kw)), "z",
+     [torch.ones(4, 2, dtype=torch.float64)], (TypeError,)),
+    (lambda **kw: pdl.solvers.sample(**dict(dict(net=make_mlp(), sched=SCHED, n=4, nfe=2), **kw)), "n", [0],
+     (ValueError,)),
     (lambda **kw: pdl.sizes(**dict(dict(name="toy_teacher"), **kw)), "name", ["toy"], (KeyError,)),
     (lambda **kw: pdl.speed.time_fn(**dict(dict(fn=lambda: None), **kw)), "repeats", [0, 1.5], (ValueError, TypeError)),
     (lambda **kw: pdl.speed.time_fn(**dict(dict(fn=lambda: None), **kw)), "warmup", [-1], (ValueError,)),
@@ -135,3 +148,16 @@ def test_float_labels_are_refused_not_truncated():
         train(net=net, labels=torch.full((64,), 1.7))
     with pytest.raises(TypeError, match="truncated"):
         net(torch.randn(4, 2), torch.rand(4), y=torch.tensor([0.0, 1.0, 2.0, 1.5]))
+
+
+def test_samplers_draw_in_eval_mode_and_give_the_mode_back():
+    """A network left in training mode (dropout on) samples as in eval mode, and stays in training mode."""
+    torch.manual_seed(0)
+    net = pdl.models.UNet(channels=8, ch_mult=(1, 2), dropout=0.5)
+    net.eval()
+    reference = pdl.ddim_sample(net, SCHED, n=3, steps=2, seed=1)
+    net.train()
+    for sample in (lambda: pdl.ddim_sample(net, SCHED, n=3, steps=2, seed=1),
+                   lambda: pdl.solvers.sample(net, SCHED, n=3, nfe=2, method="ddim", seed=1)):
+        assert torch.equal(sample(), reference)
+        assert net.training
