@@ -107,7 +107,7 @@ def test_t_from_logsnr_inverts(sched):
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8"])
 def test_grid_rejects_bad_steps(bad):
-    with pytest.raises((ValueError, TypeError), match="positive integer")  # a wrong type is a TypeError:
+    with pytest.raises((ValueError, TypeError), match="positive integer"):  # a wrong type: TypeError
         pdl.CosineSchedule().grid(bad)
 
 
