@@ -160,7 +160,7 @@ def targets(rows, one, variants, s1, cfg):
 
 def scaling(cfg, sched):
     """Batch-1 latency of the gpu budget's UNet at MNIST and CIFAR-10 sizes, 1 thread, eager fp32 and ONNX Runtime."""
-    gpu = pdl.sizes("digits_teacher", "gpu")
+    gpu = pdl.sizes("image_teacher", "gpu")
     rows = []
     for name, (channels, size) in IMAGE_SHAPES.items():
         torch.manual_seed(0)

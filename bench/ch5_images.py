@@ -101,7 +101,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("PDLEARN_CHECKPOINTS", os.path.join(ROOT, "book", "checkpoints"))
     budget = pdl.budget()
-    cfg, ev = pdl.sizes("digits_teacher"), pdl.sizes("images_eval")
+    cfg, ev = pdl.sizes("image_teacher"), pdl.sizes("images_eval")
     name, n = pdl.image_data(), ev["n_eval"]
     train, test = pdl.data.image_set(name, "train"), pdl.data.image_set(name, "test")
     print(f"budget {budget}, data {name} ({train.shape[0]} train / {test.shape[0]} held out), "

@@ -2,7 +2,7 @@
 
     python bench/ch6_gpu_protocol_time.py [--data mnist|cifar10] [--batch B] [--repeats K]
 
-Builds the gpu budget's UNet (sizes 'digits_teacher', gpu row) for images shaped like
+Builds the gpu budget's UNet (sizes 'image_teacher', gpu row) for images shaped like
 MNIST (1 x 28 x 28) or CIFAR-10 (3 x 32 x 32), on ``pdl.device()``, and times, on random
 images of that shape (only the speed matters; no data set is read):
 
@@ -44,8 +44,8 @@ def main():
     parser.add_argument("--batch", type=int, help="batch to time at (default: the gpu batch on CUDA, 16 on a CPU)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per timing (default 5)")
     args = parser.parse_args()
-    dev, tcfg = pdl.device(), pdl.sizes("digits_teacher", "gpu")
-    dcfg, ev = pdl.sizes("digits_distill", "gpu"), pdl.sizes("images_eval", "gpu")
+    dev, tcfg = pdl.device(), pdl.sizes("image_teacher", "gpu")
+    dcfg, ev = pdl.sizes("image_distill", "gpu"), pdl.sizes("images_eval", "gpu")
     channels, size = SHAPES[args.data]
     batch = args.batch or (tcfg["batch_size"] if dev.type == "cuda" else 16)
     scale = tcfg["batch_size"] / batch

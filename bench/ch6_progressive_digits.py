@@ -77,7 +77,7 @@ def main():
         os.environ["PDLEARN_CHECKPOINTS"] = tempfile.mkdtemp(prefix="pdlearn-ch6-")
     os.environ.setdefault("PDLEARN_CHECKPOINTS", os.path.join(ROOT, "book", "checkpoints"))
     budget, sched = pdl.budget(), pdl.CosineSchedule()
-    cfg, tcfg, ev = pdl.sizes("digits_distill"), pdl.sizes("digits_teacher"), pdl.sizes("images_eval")
+    cfg, tcfg, ev = pdl.sizes("image_distill"), pdl.sizes("image_teacher"), pdl.sizes("images_eval")
     name, n = pdl.image_data(), ev["n_eval"]
     train, test = pdl.data.image_set(name, "train"), pdl.data.image_set(name, "test")
     print(f"budget {budget}, data {name}, torch threads {torch.get_num_threads()}; distillation "

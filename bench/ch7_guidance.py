@@ -35,7 +35,7 @@ SEED_REF, SEED_ROWS = 1, 2  # the references; the rows (the floor's other draws 
 def main():
     os.environ.setdefault("PDLEARN_CHECKPOINTS", os.path.join(ROOT, "book", "checkpoints"))
     cfg = pdl.sizes("guidance_2d")
-    repeats = pdl.sizes("digits_guidance")["floor_repeats"]  # chapter 7's number of floor draws
+    repeats = pdl.sizes("image_guidance")["floor_repeats"]  # chapter 7's number of floor draws
     sched = pdl.CosineSchedule()
     w_range = (0.0, cfg["w_max"])
     with pdl.timing.stopwatch() as sw:

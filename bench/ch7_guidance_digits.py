@@ -5,7 +5,7 @@
 Trains (or loads, from book/checkpoints, shared with the book) the class-conditional
 teacher of chapter 5 (``recipes.image_teacher(conditional=True)``), the stage-1
 w-conditioned student and the stage-2 rounds (``recipes.guided_image_students``;
-sizes ``pdl.sizes('digits_guidance')``). Then, for each w, it draws n samples with
+sizes ``pdl.sizes('image_guidance')``). Then, for each w, it draws n samples with
 labels cycling 0..9 and prints class accuracy (the shipped digits classifier's
 argmax equals the conditioning label) and digits-FID against the held-out split,
 for the guided teacher with DDIM at ``teacher_steps_eval`` steps (2 NFE per step)
@@ -29,7 +29,7 @@ SEED_EVAL = 1
 
 def main():
     os.environ.setdefault("PDLEARN_CHECKPOINTS", os.path.join(ROOT, "book", "checkpoints"))
-    cfg = pdl.sizes("digits_guidance")
+    cfg = pdl.sizes("image_guidance")
     sched = pdl.CosineSchedule()
     with pdl.timing.stopwatch() as trained:
         teacher, students, x, y, history = pdl.recipes.guided_image_students()

@@ -153,9 +153,9 @@ def per_iteration_s(fn, repeats):
 def compute(name, teacher, x, cfg, images, rows, nfes, floor, sched):
     """Iterations and thread-CPU seconds of each column's training, and the break-even count."""
     prefix = "img_" if images else ""
-    tcfg = pdl.sizes("digits_teacher" if images else ("checkerboard_teacher" if name == "checkerboard"
+    tcfg = pdl.sizes("image_teacher" if images else ("checkerboard_teacher" if name == "checkerboard"
                                                       else "toy_teacher"))
-    pcfg = pdl.sizes("digits_distill" if images else "progressive_2d")
+    pcfg = pdl.sizes("image_distill" if images else "progressive_2d")
     repeats, k = cfg["time_repeats"], cfg["time_iters"]  # k: iterations per timed call
     fresh = copy.deepcopy(teacher).train()
     batch = tcfg["batch_size"]

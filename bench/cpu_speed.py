@@ -54,7 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import profile_cpu  # noqa: E402
 
 TODAY_TEACHER = dict(data="digits", steps=3_000, batch_size=128, lr=2e-3, channels=32, ch_mult=(1, 2),
-                     num_res_blocks=1, dropout=0.0)  # the 'digits_teacher' cpu row this bench replaced
+                     num_res_blocks=1, dropout=0.0)  # the 'image_teacher' cpu row this bench replaced
 REPEATS = 5
 WALL_THREADS = 2  # the wall-clock timings' thread count; 0: skip them (--no-wall)
 
@@ -197,9 +197,9 @@ def flops_against_peak(peaks, steps):
     print(f"  {'sizes':<32} {'GFLOP/step':>10} {'ms/step':>8} {'GFLOP/s':>8} {'of peak':>8}")
     with pdl.timing.num_threads(1):
         for label, cfg in (("today (32 channels, batch 128)", TODAY_TEACHER),
-                           ("budget (%d channels, batch %d)" % (pdl.sizes("digits_teacher")["channels"],
-                                                                pdl.sizes("digits_teacher")["batch_size"]),
-                            pdl.sizes("digits_teacher"))):
+                           ("budget (%d channels, batch %d)" % (pdl.sizes("image_teacher")["channels"],
+                                                                pdl.sizes("image_teacher")["batch_size"]),
+                            pdl.sizes("image_teacher"))):
             step = profile_cpu.teacher_step(cfg)
             flops = profile_cpu.step_flops(step)
             ms = profile_cpu.thread_ms(step, steps)
@@ -227,7 +227,7 @@ def unet_pass(cfg, memory_format=torch.contiguous_format, autocast=False, seed=0
 
 
 def candidates(args):
-    cfg = pdl.sizes("digits_teacher")
+    cfg = pdl.sizes("image_teacher")
     k = 2  # steps per timed call: a call of several steps amortises the clock's resolution
     fns = {f"fp32 ({cfg['channels']} channels)": (lambda r=unet_pass(cfg): [r() for _ in range(k)]),
            "channels_last": (lambda r=unet_pass(cfg, torch.channels_last): [r() for _ in range(k)])}
@@ -320,7 +320,7 @@ def candidates(args):
 
 def compiled():
     """torch.compile of the teacher's network: the compile time, and whether the steps it saves repay it."""
-    cfg = pdl.sizes("digits_teacher")
+    cfg = pdl.sizes("image_teacher")
     with pdl.timing.num_threads(1):
         eager = profile_cpu.teacher_step(cfg)
         x, sched = pdl.data.image_set("digits", "train"), pdl.CosineSchedule()
@@ -392,7 +392,7 @@ def peer():
         print("\n5. the peer: diffusers is not installed")
         return
     print("\n5. the peer: diffusers' UNet2DModel, same blocks, in the same train_loop (batch 128, digits)")
-    for channels in sorted({pdl.sizes("digits_teacher")["channels"], 32}):
+    for channels in sorted({pdl.sizes("image_teacher")["channels"], 32}):
         fns, counts = {}, {}
         for which in ("pdlearn", "diffusers"):
             net, step = peer_step(channels, which)
@@ -458,7 +458,7 @@ class Costs:
     def mnist_iter(self, batch):
         """One training iteration of the gpu budget's MNIST UNet on the CPU (chapter 6 times one)."""
         def build():
-            g = pdl.sizes("digits_teacher", "gpu")
+            g = pdl.sizes("image_teacher", "gpu")
             net = pdl.models.UNet(in_channels=1, image_size=28, channels=g["channels"], ch_mult=g["ch_mult"],
                                   num_res_blocks=g["num_res_blocks"], dropout=g["dropout"])
             fake = torch.randn(4 * batch, 1, 28, 28)
@@ -502,7 +502,7 @@ def long_cells(S, c, teacher):
     guided network at batch n count as one evaluation at batch 2n (``guidance.guided_output``)."""
     d1, toy, board = S("diffusion_2d"), S("toy_teacher"), S("checkerboard_teacher")
     d2, d3, p4, g7 = S("ddim_2d"), S("distill_2d"), S("progressive_2d"), S("guidance_2d")
-    dd, ev, gd, rt = S("digits_distill"), S("images_eval"), S("digits_guidance"), S("real_time")
+    dd, ev, gd, rt = S("image_distill"), S("images_eval"), S("image_guidance"), S("real_time")
     W, D = toy["width"], toy["depth"]
     mt, mf, ut, uf = c.mlp_train, c.mlp_fwd, c.unet_train, c.unet_fwd
 
@@ -595,10 +595,10 @@ def chapters(args):
     budget = pdl.budget()
 
     def old_sizes(name):
-        return dict(TODAY_TEACHER) if name == "digits_teacher" else pdl.sizes(name, budget)
+        return dict(TODAY_TEACHER) if name == "image_teacher" else pdl.sizes(name, budget)
 
     old = long_cells(old_sizes, before, TODAY_TEACHER)
-    new = long_cells(lambda name: pdl.sizes(name, budget), after, pdl.sizes("digits_teacher"))
+    new = long_cells(lambda name: pdl.sizes(name, budget), after, pdl.sizes("image_teacher"))
     total_old = total_new = 0.0
     print(f"  {'chapter':<8} {'long cell':<62} {'before':>8} {'after':>8}")
     for k in old:
@@ -641,7 +641,7 @@ def quality():
                                       lr=cfg["lr"], checkpoint=pdl.checkpoint_path("cpu_speed_teacher_today"),
                                       checkpoint_every=500, resume=True, progress=False)
         score("today: 32 channels, 3,000 steps", net, sw.thread_s)
-        cfg = pdl.sizes("digits_teacher")
+        cfg = pdl.sizes("image_teacher")
         with pdl.timing.stopwatch() as sw:  # the chapters' own teacher: loaded when a chapter trained it
             net, _ = pdl.recipes.image_teacher(progress=False)
         score(f"budget: {cfg['channels']} channels, {cfg['steps']:,} steps (recipes.image_teacher)", net, sw.thread_s)
@@ -676,7 +676,7 @@ def main():
     WALL_THREADS = 0 if args.no_wall else 2
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    print(f"budget {pdl.budget()}; digits teacher {pdl.sizes('digits_teacher')}")
+    print(f"budget {pdl.budget()}; digits teacher {pdl.sizes('image_teacher')}")
     peaks = machine()
     if "profile" not in args.skip:
         print("\n2. profiles (bench/profile_cpu.py), 1 thread")

@@ -4,9 +4,9 @@
 
 Four workloads, each on one torch thread, run as the chapters run them:
 
-    teacher   one step of the digits UNet teacher (sizes 'digits_teacher'): ``train_loop`` with the
+    teacher   one step of the digits UNet teacher (sizes 'image_teacher'): ``train_loop`` with the
               diffusion loss: forward, backward, gradient clipping, AdamW, EMA
-    distill   one iteration of progressive distillation (sizes 'digits_distill'): two teacher
+    distill   one iteration of progressive distillation (sizes 'image_distill'): two teacher
               evaluations (``distill_target``), then one student step, as ``distill_round`` runs it
     mlp       one step of the 2D teacher (sizes 'toy_teacher'), ``train_loop`` as above
     eval      one row of chapter 5's evaluation (sizes 'images_eval'): n_eval DDIM samples at 16
@@ -138,8 +138,8 @@ def unet(cfg, x):
 
 
 def teacher_step(cfg=None, seed=0):
-    """One ``train_loop`` step of the digits teacher at ``cfg`` (default: the budget's 'digits_teacher')."""
-    cfg = cfg or pdl.sizes("digits_teacher")
+    """One ``train_loop`` step of the digits teacher at ``cfg`` (default: the budget's 'image_teacher')."""
+    cfg = cfg or pdl.sizes("image_teacher")
     x, sched = pdl.data.image_set("digits", "train"), pdl.CosineSchedule()
     torch.manual_seed(seed)
     net = unet(cfg, x)
@@ -153,9 +153,9 @@ def teacher_step(cfg=None, seed=0):
 
 
 def distill_step(cfg=None, tcfg=None):
-    """One distillation iteration at the budget's 'digits_distill' sizes, in its first round
+    """One distillation iteration at the budget's 'image_distill' sizes, in its first round
     (a student of start_steps / 2 steps), as ``distill_round`` builds it."""
-    cfg, tcfg = cfg or pdl.sizes("digits_distill"), tcfg or pdl.sizes("digits_teacher")
+    cfg, tcfg = cfg or pdl.sizes("image_distill"), tcfg or pdl.sizes("image_teacher")
     x, sched = pdl.data.image_set("digits", "train"), pdl.CosineSchedule()
     torch.manual_seed(0)
     teacher = unet(tcfg, x).eval().requires_grad_(False)
@@ -192,7 +192,7 @@ def eval_step(net=None, steps=16):
     train, test = pdl.data.image_set("digits", "train"), pdl.data.image_set("digits", "test")
     if net is None:
         torch.manual_seed(0)
-        net = unet(pdl.sizes("digits_teacher"), train).eval()
+        net = unet(pdl.sizes("image_teacher"), train).eval()
     sched = pdl.CosineSchedule()
     pdl.metrics.image_fid(test[:10], "digits")  # the test split's features: computed once per process
 

@@ -19,10 +19,10 @@ from .images import IMAGE_SETS
 PROTOCOL = """\
 the protocol (chapters 5 and 6), one command per stage:
   1. teacher   a UNet diffusion teacher (v-prediction, cosine schedule) on the training split,
-               sizes from the budget's 'digits_teacher' row; checkpoint every 500 steps.
+               sizes from the budget's 'image_teacher' row; checkpoint every 500 steps.
   2. distill   progressive distillation (Salimans & Ho, 2022): from --start-steps DDIM steps of
                the teacher, halving every round down to --end-steps, --iters-per-round
-               iterations each (batch size and lr from the 'digits_distill' row); a checkpoint
+               iterations each (batch size and lr from the 'image_distill' row); a checkpoint
                per round and every --checkpoint-every iterations inside a round.
   3. evaluate  FID of n samples (the 'images_eval' row) against the held-out test split, for the
                teacher's DDIM at each --steps and for every student at its own step count,
@@ -93,13 +93,13 @@ def say(*args):
 
 
 def run(args):
-    rounds = sizes("digits_distill", args.budget)
+    rounds = sizes("image_distill", args.budget)
     folder = os.environ.get("PDLEARN_CHECKPOINTS", "checkpoints")
     say(f"pdlearn {args.command}: data {args.data}, budget {args.budget}, seed {args.seed}, "
         f"{distributed.describe()}; checkpoints in {os.path.abspath(folder)}")
     progress = not args.no_progress
     if args.command == "teacher":
-        say("teacher sizes:", sizes("digits_teacher", args.budget))
+        say("teacher sizes:", sizes("image_teacher", args.budget))
         net, _ = protocol.teacher(args.data, args.budget, args.seed, progress, resume=not args.fresh)
         say(f"teacher: {len(net.history['loss'])} steps, last loss {net.history['loss'][-1]:.4f}")
     students = {}
@@ -135,7 +135,7 @@ def main(argv=None):
     except ValueError as err:  # a PDLEARN_BUDGET that is no budget, a PDLEARN_IMAGES that is no image set
         p.error(str(err))
     if args.command in ("distill", "evaluate"):
-        rounds = sizes("digits_distill", args.budget)
+        rounds = sizes("image_distill", args.budget)
         for key in ("start_steps", "end_steps", "iters_per_round"):
             if getattr(args, key) is None:
                 setattr(args, key, rounds[key])

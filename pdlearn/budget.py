@@ -14,6 +14,7 @@ unless ``PDLEARN_IMAGES`` names another one.
 """
 import os
 import sys
+import warnings
 
 import torch
 
@@ -92,7 +93,7 @@ SIZES = {
     # 32-channel, 3,000-step teacher it replaces, whose 128-step digits-FID (n = 450) it ties within the
     # floor's spread (14.3 vs 12.8, floor 8.1 +- 1.5); about 40 ms per step on one core. Wider and
     # longer-trained teachers start copying training digits (32 channels: 3.8% copies at 3k steps)
-    "digits_teacher": {
+    "image_teacher": {
         "smoke": dict(data="digits", steps=40, batch_size=32, lr=2e-3, channels=16, ch_mult=(1, 2),
                       num_res_blocks=1, dropout=0.0),
         "cpu": dict(data="digits", steps=2_000, batch_size=128, lr=2e-3, channels=16, ch_mult=(1, 2),
@@ -101,7 +102,7 @@ SIZES = {
                     num_res_blocks=2, dropout=0.1),
     },
     # chapter 6: progressive distillation of the image teacher (recipes.image_students), round by round
-    "digits_distill": {
+    "image_distill": {
         "smoke": dict(start_steps=8, end_steps=1, iters_per_round=10, batch_size=32, lr=1e-3,
                       time_iters=2, time_batch=4),
         "cpu": dict(start_steps=128, end_steps=1, iters_per_round=600, batch_size=128, lr=1e-3,
@@ -115,7 +116,7 @@ SIZES = {
     # cpu, measured with bench/ch7_guidance_digits.py: stages 1 + 2 about 8 min on a shared core (the
     # conditional teacher about 8 more); the 4-step student's digits-FID within 3% of the 128-NFE teacher's
     # at w = 1 and 3, as with 1,000 stage-1 and 400-per-round iterations, which cost 1.7x as much
-    "digits_guidance": {
+    "image_guidance": {
         "smoke": dict(stage1_iters=20, stage1_lr=1e-3, start_steps=16, iters_per_round=5, batch_size=32, lr=1e-3,
                       w_max=4.0, ws=(0.0, 1.0, 3.0), n_eval=100, teacher_steps_eval=8, student_steps=(1, 2, 4, 8),
                       floor_repeats=2),
@@ -241,8 +242,17 @@ def describe():
     return f"budget: {name} ({why}), device: {device()}"
 
 
+RENAMED = {"digits_teacher": "image_teacher", "digits_distill": "image_distill", "digits_guidance": "image_guidance"}
+
+
 def sizes(name, budget_name=None):
-    """The sizes of experiment ``name`` at the current (or given) budget, as a dict."""
+    """The sizes of experiment ``name`` at the current (or given) budget, as a dict. The image rows
+    were once named 'digits_*' (they name MNIST at the gpu budget); the old names still work, with
+    a DeprecationWarning."""
+    if name in RENAMED:
+        warnings.warn(f"sizes({name!r}) is now sizes({RENAMED[name]!r}): the row names MNIST at the gpu budget, "
+                      "not only the digits", DeprecationWarning, stacklevel=2)
+        name = RENAMED[name]
     if name not in SIZES:
         raise KeyError(f"no sizes named {name!r}; known: {', '.join(sorted(SIZES))}")
     return dict(SIZES[name][budget_name or budget()])
@@ -251,12 +261,12 @@ def sizes(name, budget_name=None):
 def image_data(budget_name=None):
     """The image set of chapters 5 to 7 and of ``python -m pdlearn``: ``PDLEARN_IMAGES`` if set
     ('digits', 'mnist', 'fashion_mnist' or 'cifar10'), else the budget's (the 'data' of
-    the 'digits_teacher' sizes: the embedded digits at smoke and cpu, MNIST at gpu)."""
+    the 'image_teacher' sizes: the embedded digits at smoke and cpu, MNIST at gpu)."""
     from .images import IMAGE_SETS
 
     name = os.environ.get("PDLEARN_IMAGES", "").strip().lower()
     if not name:
-        return sizes("digits_teacher", budget_name)["data"]
+        return sizes("image_teacher", budget_name)["data"]
     if name not in IMAGE_SETS:
         raise ValueError(f"PDLEARN_IMAGES={name!r} is not an image set; use one of {', '.join(IMAGE_SETS)} "
                          "(for example: export PDLEARN_IMAGES=fashion_mnist)")

@@ -1,8 +1,8 @@
 """The image protocol of chapters 5 and 6, as the command line (``python -m pdlearn``) runs it.
 
-    teacher   the UNet teacher of ``recipes.image_teacher`` (sizes 'digits_teacher')
+    teacher   the UNet teacher of ``recipes.image_teacher`` (sizes 'image_teacher')
     students  progressive distillation of that teacher, round by round (``recipes.image_student_rounds``,
-              sizes 'digits_distill'), N -> N/2 -> ... DDIM steps, one checkpoint per round
+              sizes 'image_distill'), N -> N/2 -> ... DDIM steps, one checkpoint per round
     evaluate  FID of samples against the held-out split, beside its data-vs-data floor
               (``metrics.image_fid``, ``metrics.image_fid_floor``; sizes 'images_eval'), and the
               fraction the set's classifier reads with confidence (``metrics.confident_fraction``)

@@ -45,7 +45,7 @@ def toy_teacher(name="moons", prediction="v", seed=0, progress=True, budget_name
 
 def image_teacher(name=None, prediction="v", conditional=False, p_uncond=0.1, seed=0, progress=True,
                   budget_name=None, resume=True):
-    """A UNet diffusion teacher for images at the current budget (sizes 'digits_teacher').
+    """A UNet diffusion teacher for images at the current budget (sizes 'image_teacher').
 
     ``name`` defaults to ``image_data()``, the budget's data set unless ``PDLEARN_IMAGES``
     names another: the embedded digits at smoke / cpu (trained on the 'train' split
@@ -55,7 +55,7 @@ def image_teacher(name=None, prediction="v", conditional=False, p_uncond=0.1, se
     Returns (net, x_train): the EMA network (eval mode, on ``device()``, with
     ``.history``) and the training images [n, C, H, W] in [-1, 1].
     """
-    cfg = sizes("digits_teacher", budget_name)
+    cfg = sizes("image_teacher", budget_name)
     name = name or image_data(budget_name)
     x, y = data_mod.image_set(name, "train", return_labels=True)
     torch.manual_seed(seed)
@@ -76,14 +76,14 @@ def image_student_rounds(name=None, prediction="v", seed=0, progress=True, budge
 
     Distils ``image_teacher(name, prediction, seed)`` from ``start_steps`` DDIM steps down
     to ``end_steps``, halving every round, with ``iters_per_round`` iterations each (all three
-    default to the budget's 'digits_distill' sizes; batch size and lr always come from them).
+    default to the budget's 'image_distill' sizes; batch size and lr always come from them).
     Each round is checkpointed (and every ``checkpoint_every`` iterations inside it), so a
     second call loads the finished rounds and an interrupted round resumes where it stopped.
     The command line (``python -m pdlearn distill``) runs this same generator.
     """
     from .distill import distill_rounds
 
-    cfg = sizes("digits_distill", budget_name)
+    cfg = sizes("image_distill", budget_name)
     teacher, x = image_teacher(name, prediction=prediction, seed=seed, progress=progress, budget_name=budget_name,
                                resume=resume)
     name = name or image_data(budget_name)
@@ -95,7 +95,7 @@ def image_student_rounds(name=None, prediction="v", seed=0, progress=True, budge
 
 
 def image_students(name=None, prediction="v", seed=0, progress=True, budget_name=None, **overrides):
-    """All rounds of ``image_student_rounds`` (sizes 'digits_distill'; ``overrides``: start_steps,
+    """All rounds of ``image_student_rounds`` (sizes 'image_distill'; ``overrides``: start_steps,
     end_steps, iters_per_round, checkpoint_every). Returns (students, history): a dict
     {steps: student network} and the per-round records of ``distill_rounds`` (loss, wall
     time, whether the round was loaded)."""
@@ -108,7 +108,7 @@ def image_students(name=None, prediction="v", seed=0, progress=True, budget_name
 
 def guided_image_students(name=None, prediction="v", seed=0, progress=True, budget_name=None):
     """Guided distillation (Meng et al., 2023) of the class-conditional image teacher
-    (sizes 'digits_guidance'), each stage trained once per budget and cached.
+    (sizes 'image_guidance'), each stage trained once per budget and cached.
 
     The teacher is ``image_teacher(name, conditional=True)``. Stage 1 (``guidance.distill_w``)
     trains a w-conditioned student on the guided teacher for w ~ U[0, w_max]; stage 2
@@ -121,7 +121,7 @@ def guided_image_students(name=None, prediction="v", seed=0, progress=True, budg
     """
     from .guidance import distill_w, distill_w_rounds
 
-    cfg = sizes("digits_guidance", budget_name)
+    cfg = sizes("image_guidance", budget_name)
     teacher, x = image_teacher(name, prediction=prediction, conditional=True, seed=seed, progress=progress,
                                budget_name=budget_name)
     name = name or image_data(budget_name)

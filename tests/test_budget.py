@@ -83,3 +83,11 @@ def test_image_data_follows_the_budget_unless_pdlearn_images_names_a_set(monkeyp
     monkeypatch.setenv("PDLEARN_IMAGES", "imagenet")
     with pytest.raises(ValueError, match=r"PDLEARN_IMAGES='imagenet' is not an image set; use one of digits, mnist"):
         pdl.image_data()
+
+
+def test_the_image_rows_answer_to_their_old_digits_names_with_a_warning():
+    from pdlearn.budget import RENAMED
+
+    for old, new in RENAMED.items():
+        with pytest.warns(DeprecationWarning, match=new):
+            assert pdl.sizes(old, "cpu") == pdl.sizes(new, "cpu")

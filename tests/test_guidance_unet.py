@@ -101,7 +101,7 @@ def test_balanced_floor_draws_equal_classes_and_is_lower():
 
 def test_guided_image_recipe_at_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("PDLEARN_CHECKPOINTS", str(tmp_path))
-    cfg = pdl.sizes("digits_guidance", "smoke")
+    cfg = pdl.sizes("image_guidance", "smoke")
     teacher, students, x, y, history = pdl.recipes.guided_image_students(budget_name="smoke", progress=False)
     assert teacher.config["num_classes"] == 10 and not teacher.config["w_cond"]
     assert x.shape[1:] == (1, 8, 8) and y.shape == (x.shape[0],) and set(y.tolist()) == set(range(10))

@@ -26,7 +26,7 @@ def test_toy_teacher_is_cached(tmp_path, monkeypatch):
 
 def test_image_students_halve_the_steps_and_load_when_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("PDLEARN_CHECKPOINTS", str(tmp_path))
-    cfg = pdl.sizes("digits_distill", "smoke")
+    cfg = pdl.sizes("image_distill", "smoke")
     students, history = pdl.recipes.image_students(budget_name="smoke", progress=False)
     expected = [cfg["start_steps"] // 2 ** k for k in range(1, cfg["start_steps"].bit_length())]
     assert sorted(students, reverse=True) == expected and [r["steps"] for r in history] == expected

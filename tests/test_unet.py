@@ -142,7 +142,7 @@ def test_training_on_digits_lowers_the_loss():
 def test_image_teacher_recipe_trains_once_then_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("PDLEARN_CHECKPOINTS", str(tmp_path))
     net, x = pdl.recipes.image_teacher(progress=False, budget_name="smoke")
-    cfg = pdl.sizes("digits_teacher", "smoke")
+    cfg = pdl.sizes("image_teacher", "smoke")
     assert isinstance(net, UNet) and not net.training and net.config["channels"] == cfg["channels"]
     assert torch.equal(x, pdl.data.digits("train")) and len(net.history["loss"]) == cfg["steps"]
     again, _ = pdl.recipes.image_teacher(progress=False, budget_name="smoke")  # from the checkpoint
