@@ -21,6 +21,7 @@ The stored outputs are made for the rendered page, which runs no kernel:
 import argparse
 import os
 import re
+import resource
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,13 @@ def notebooks(paths):
                   if not skip & set(p.relative_to(BOOK).parts) and p.parent != student_copies)
 
 
+def kernel_cpu():
+    """CPU seconds (user + system) of this script's finished child processes: the kernels. A
+    chapter's CPU time does not move with other load on the machine, as its wall time does."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def execute(path, timeout):
     """Run one notebook top to bottom and write it back with its new outputs."""
     nb = nbformat.read(path, as_version=4)
@@ -99,7 +107,7 @@ def main():
     for i, path in enumerate(todo, 1):
         name = os.path.relpath(path)
         print(f"[{i}/{len(todo)}] {name} (budget {args.budget}) ...", flush=True)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), kernel_cpu()
         try:
             execute(path, args.timeout)
         except Exception as err:  # a cell error, a timeout or a dead kernel: report it, go on
@@ -107,7 +115,8 @@ def main():
             print(f"    FAILED after {time.perf_counter() - start:.0f} s ({type(err).__name__}); "
                   f"left unchanged on disk:\n{err}", flush=True)
             continue
-        print(f"    done in {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"    done in {time.perf_counter() - start:.0f} s wall, {kernel_cpu() - cpu:.0f} s of the kernel's CPU "
+              "(user + system, all its threads)", flush=True)
     if failed:
         sys.exit(f"{len(failed)} of {len(todo)} notebooks failed: {', '.join(failed)}")
     print(f"all {len(todo)} notebooks executed at the {args.budget} budget")
