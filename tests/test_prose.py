@@ -54,3 +54,17 @@ def test_a_comparison_word_needs_a_printed_verdict_nearby(tmp_path):
 @pytest.mark.parametrize("text, expected", [("0.95", ("dec", 2)), ("2.8e-5", ("sig", 2)), ("5,000", ("dec", 0))])
 def test_the_rounding_of_a_number_is_read_from_how_it_is_written(text, expected):
     assert prose._decimals(text) == expected
+
+
+# ---------------------------------------------------------------- the committed chapters
+# Each chapter whose text was fitted to its stored cpu-budget outputs; the check then holds on
+# every commit, so a re-execution that moves a number the prose quotes fails here until the
+# sentence follows it.
+BOOK = __import__("pathlib").Path(__file__).resolve().parents[1] / "book"
+CHECKED = sorted(p.name for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_every_number_and_comparison_in_a_chapter_comes_from_its_outputs(name):
+    found = prose.problems(BOOK / name)
+    assert not found, "\n".join(found)
