@@ -74,3 +74,17 @@ def test_quantization_aware_fine_tune_trains_and_converts(net):
     q = deploy.qat_int8(net, SCHED, steps=1, iters=3, batch_size=8, progress=False)
     assert q.kind == "int8" and any(v.dtype == torch.int8 for v in q.state_dict().values())
     assert_samples_with_every_sampler(q)
+
+
+@pytest.mark.slow
+def test_a_compiled_student_equals_eager_and_a_changed_weight_shows(net):
+    """torch.compile (inductor's C++ build on the CPU) computes what eager PyTorch computes,
+    at each batch size it is built for; chapter 10 runs this check at the cpu budget and
+    leaves compilation out at smoke, so this is CI's check of it."""
+    fast = deploy.compiled(net)
+    found = deploy.max_abs_diff(fast, net, batch_sizes=(1, 3))
+    assert max(found.values()) <= TOLERANCE, found
+    changed = trained_like(channels=16)
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.1)
+    assert max(deploy.max_abs_diff(fast, changed, batch_sizes=(1,)).values()) > TOLERANCE
