@@ -139,9 +139,9 @@ class _Training(torch.nn.Module):
 def consistency_loss(training, teacher, x, sched, times, generator, solver="ddim",
                      model_kwargs=None):
     """The loss of Algorithm 2 on a batch x, on the increasing grid ``times``
-    (t_0 = t_min ... t_N): n ~ U{0..N-1}, z_{t_{n+1}} = alpha x + sigma eps, z^_{t_n} one
-    teacher step, and || f_theta(z_{t_{n+1}}) - f_theta-(z^_{t_n}) ||^2 averaged over
-    dimensions and the batch. (Printed in chapter 9: its lines fit the page.)"""
+    (t_0 = t_min ... t_N): n ~ U{0..N-1}, z_{t_{n+1}} = alpha x + sigma eps,
+    z^_{t_n} one teacher step, and || f_theta(z_{t_{n+1}}) - f_theta-(z^_{t_n}) ||^2
+    averaged over dimensions and the batch (chapter 9 prints it, in lines of 88)."""
     n = torch.randint(0, len(times) - 1, (x.shape[0],), generator=generator)
     t_next, t_now = times[n + 1].to(x.device), times[n].to(x.device)
     eps = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
