@@ -143,9 +143,7 @@ def page_problems(path):
         if bars:
             found.append(f"code cell {i} stores {bars} progress bar widget(s): run it with book/execute.py "
                          "(one summary line per loop), and loop with pdl.progress.bar, not tqdm")
-        printed = "".join(out.get("text", "") if out.output_type == "stream" else
-                          str(out.get("data", {}).get("text/plain", "")) for out in outputs
-                          if execute.WIDGET not in out.get("data", {}))
+        printed = "\n".join(shown_text(out) for out in outputs)
         wide = [line for line in printed.splitlines() if len(line) > LINE]
         if wide:
             found.append(f"code cell {i} prints {len(wide)} line(s) longer than {LINE} characters, "
@@ -153,14 +151,29 @@ def page_problems(path):
     return found
 
 
+RICHER = ("image/png", "image/svg+xml", "image/jpeg", "text/html", "text/markdown", "text/latex",
+          "application/vnd.jupyter.widget-view+json")
+
+
+def shown_text(out):
+    """The text an output shows on the page: a stream's text, or the text/plain of a result
+    that has nothing richer (a figure or a Markdown table shows as itself, not as its repr)."""
+    if out.output_type == "stream":
+        return out.get("text", "")
+    data = out.get("data", {})
+    return "" if any(kind in data for kind in RICHER) else str(data.get("text/plain", ""))
+
+
 # Stored notebooks that fail these checks until they are re-executed with book/execute.py
 # (and their long lines shortened); the others must stay clean. The solution notebooks are
 # not published (_config.yml excludes them); their code reaches the page through the student
 # copies, which are checked.
-PENDING = {"01_diffusion_2d.ipynb", "02_ddim.ipynb", "03_distillation.ipynb", "04_progressive_distillation.ipynb",
-           "05_diffusion_images.ipynb", "06_progressive_distillation_images.ipynb", "07_guidance.ipynb",
-           "08_real_time.ipynb"}
-PENDING_REASON = "stored before book/execute.py made outputs for the page; passes once re-executed"
+# Every chapter was re-executed with book/execute.py. In these five, one line that a cell
+# prints at the cpu budget is over 88 characters (at smoke it fit; a number grew); the cell
+# is to be shortened at the next re-execution, which moves the timings their text quotes.
+PENDING = {"03_distillation.ipynb", "04_progressive_distillation.ipynb", "05_diffusion_images.ipynb",
+           "07_guidance.ipynb", "08_real_time.ipynb"}
+PENDING_REASON = "one printed line over 88 characters at the cpu budget; shortened at the next re-execution"
 
 
 def published():
@@ -261,3 +274,14 @@ def test_ruff_lints_notebooks_at_the_page_width(tmp_path):
     assert subprocess.run([ruff, "check", *config, str(ok)], capture_output=True).returncode == 0
     done = subprocess.run([ruff, "check", *config, str(bad)], capture_output=True, text=True)
     assert done.returncode == 1 and "E501" in done.stdout
+
+
+def test_a_figure_or_table_beside_printed_text_is_not_a_long_line(tmp_path):
+    figure = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=",
+                                                          "text/plain": "<Figure size 680x255 with 3 Axes>"})
+    table = nbformat.v4.new_output("display_data", data={"text/markdown": "| a |", "text/plain": "<Markdown>"})
+    text = nbformat.v4.new_output("stream", name="stdout", text="x" * 80 + "\n")
+    path = notebook(tmp_path, "01_mixed.ipynb", (SETUP, 1, []), ("show()", 2, [figure, text, table, text]))
+    assert page_problems(path) == []
+    wide = nbformat.v4.new_output("stream", name="stdout", text="x" * 89 + "\n")
+    assert page_problems(notebook(tmp_path, "01_wide.ipynb", (SETUP, 1, []), ("show()", 2, [figure, wide])))
