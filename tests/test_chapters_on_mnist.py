@@ -20,6 +20,8 @@ import pytest
 import torch
 
 import pdlearn as pdl
+
+pytestmark = pytest.mark.slow  # each test runs a chapter on MNIST-shaped images
 from test_data_images import idx_bytes
 
 BOOK = Path(__file__).resolve().parent.parent / "book"

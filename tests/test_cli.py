@@ -15,6 +15,8 @@ import pdlearn.recipes
 from pdlearn.__main__ import main
 from pdlearn.train import load_checkpoint
 
+pytestmark = pytest.mark.slow  # it trains or runs the command line: seconds a test
+
 SMOKE = ["--budget", "smoke", "--no-progress"]
 
 

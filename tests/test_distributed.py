@@ -24,6 +24,8 @@ from factories import make_mlp
 from pdlearn import distributed
 from pdlearn.train import fit, load_checkpoint, train_loop
 
+pytestmark = pytest.mark.slow  # it trains or runs the command line: seconds a test
+
 SCHED = pdl.CosineSchedule()
 STEPS, BATCH, SEED = 8, 32, 3
 

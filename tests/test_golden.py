@@ -2,6 +2,9 @@
 import json
 
 import golden
+import pytest
+
+pytestmark = pytest.mark.slow  # it trains or runs the command line: seconds a test
 
 
 def test_golden_outputs_are_unchanged():

@@ -7,6 +7,8 @@ import pdlearn as pdl
 from factories import make_unet
 from pdlearn import guidance
 
+pytestmark = pytest.mark.slow  # it trains or runs the command line: seconds a test
+
 SCHED = pdl.CosineSchedule()
 
 

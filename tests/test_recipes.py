@@ -2,6 +2,9 @@
 import torch
 
 import pdlearn as pdl
+import pytest
+
+pytestmark = pytest.mark.slow  # it trains or runs the command line: seconds a test
 
 
 def test_image_teacher_trains_and_samples_at_smoke(tmp_path, monkeypatch):
