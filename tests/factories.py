@@ -21,3 +21,20 @@ def make_unet(seed=0, channels=8, ch_mult=(1, 2), **kwargs):
 def moons(n=512, seed=0):
     """Two moons, n points."""
     return pdl.data.toy("moons", n=n, seed=seed)
+
+
+class Killed(RuntimeError):
+    """What a flaky network raises: a process killed mid-run."""
+
+
+class Flaky:
+    """Mixin for a network whose forward raises ``Killed`` on call number ``kill_at`` (None: never),
+    to test resume after a kill: ``class FlakyUNet(Flaky, pdl.models.UNet)``."""
+
+    kill_at = None
+
+    def forward(self, z, t, **kwargs):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == self.kill_at:
+            raise Killed("killed")
+        return super().forward(z, t, **kwargs)

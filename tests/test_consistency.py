@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
+from factories import Flaky, Killed
 from pdlearn import consistency
 from pdlearn.sampling import NoiseSource
 
@@ -78,20 +79,8 @@ def test_the_target_is_an_ema_held_out_of_the_optimizer():
         torch.testing.assert_close(dict(pair.target.named_buffers())[n], 0.75 * before[n] + 0.25 * p)
 
 
-class Killed(RuntimeError):
-    pass
-
-
-class FlakyTeacher(pdl.models.MLPDenoiser):
-    """A teacher whose forward raises on a chosen call: a process killed mid-run."""
-
-    kill_at = None
-
-    def forward(self, z, t, **kwargs):
-        self.calls = getattr(self, "calls", 0) + 1
-        if self.calls == self.kill_at:
-            raise Killed("killed")
-        return super().forward(z, t, **kwargs)
+class FlakyTeacher(Flaky, pdl.models.MLPDenoiser):
+    """A MLPDenoiser killed on call number kill_at (factories.Flaky)."""
 
 
 def flaky_teacher(kill_at=None):

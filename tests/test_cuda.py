@@ -18,7 +18,7 @@ from factories import make_mlp
 from pdlearn import speed
 from pdlearn.sampling import NoiseSource
 from pdlearn.train import load_checkpoint
-from test_train import Killed
+from factories import Killed
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")

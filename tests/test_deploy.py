@@ -9,7 +9,7 @@ import pdlearn as pdl
 from pdlearn import deploy
 from pdlearn.train import load_checkpoint
 
-from factories import make_unet
+from factories import Flaky, Killed, make_unet
 
 SCHED = pdl.CosineSchedule()
 
@@ -66,20 +66,8 @@ def test_half_the_channels_is_about_a_quarter_of_the_parameters():
         deploy.small_unet(pdl.models.MLPDenoiser(dim=2))
 
 
-class Killed(RuntimeError):
-    pass
-
-
-class FlakyUNet(pdl.models.UNet):
-    """A UNet whose forward raises on a chosen call: a process killed mid-run."""
-
-    kill_at = None
-
-    def forward(self, z, t, **kwargs):
-        self.calls = getattr(self, "calls", 0) + 1
-        if self.calls == self.kill_at:
-            raise Killed("killed")
-        return super().forward(z, t, **kwargs)
+class FlakyUNet(Flaky, pdl.models.UNet):
+    """A UNet killed on call number kill_at (factories.Flaky)."""
 
 
 def flaky_source(kill_at=None):

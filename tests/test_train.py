@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import pdlearn as pdl
-from factories import make_mlp
+from factories import Flaky, Killed, make_mlp
 from pdlearn.train import load_checkpoint, lr_at
 
 SCHED = pdl.CosineSchedule()
@@ -186,20 +186,8 @@ def test_resume_train_loop_equals_uninterrupted(tmp_path):
     assert load_checkpoint(path)["step"] == steps
 
 
-class Killed(RuntimeError):
-    pass
-
-
-class FlakyDenoiser(pdl.models.MLPDenoiser):
-    """An MLPDenoiser whose forward raises on a chosen call: a process killed mid-run."""
-
-    kill_at = None
-
-    def forward(self, z, t, **kwargs):
-        self.calls = getattr(self, "calls", 0) + 1
-        if self.calls == self.kill_at:
-            raise Killed("killed")
-        return super().forward(z, t, **kwargs)
+class FlakyDenoiser(Flaky, pdl.models.MLPDenoiser):
+    """A MLPDenoiser killed on call number kill_at (factories.Flaky)."""
 
 
 def flaky(kill_at=None, seed=0):
