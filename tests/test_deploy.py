@@ -223,3 +223,23 @@ def test_peak_memory_grows_with_the_batch_and_latency_reads_both_clocks():
     for row in rows.values():
         assert row["thread_ms"] > 0 and row["wall_ms"] > 0 and row["timing"]["clock"] == "thread"
         assert row["ms_per_image"] == pytest.approx(row["thread_ms"] / 2)
+
+
+def test_deployed_forms_are_born_in_eval_mode_and_sampling_never_switches_them(monkeypatch):
+    """A deployed form left in training mode was switched to eval and back by every sampler
+    call: for an exported int8 graph each switch rewrites the graph (chapter 10 timed 1 to 4 s
+    per 2 ms call). Planted defect: a wrapper born in training mode is switched."""
+    from pdlearn.deploy.export import Deployed
+
+    net = trained_like()
+    switches = []
+    monkeypatch.setattr(Deployed, "train", lambda self, mode=True: switches.append(mode) or self)
+    z = torch.randn(2, *net.sample_shape, generator=torch.Generator().manual_seed(0))
+    for form in (Deployed(net, net, "plain"), deploy.to_bf16(net)):
+        assert form.training is False, form
+        pdl.ddim_sample(form, SCHED, z=z, steps=2)
+    assert switches == []
+    planted = Deployed(net, net, "plain")
+    planted.training = True
+    pdl.ddim_sample(planted, SCHED, z=z, steps=2)
+    assert switches == [False, True]

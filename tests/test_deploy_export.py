@@ -33,6 +33,7 @@ def test_onnx_runtime_equals_eager_on_several_batch_sizes(net, onnx_net):
     diffs = deploy.max_abs_diff(onnx_net, net, batch_sizes=(1, 3, 64, 100))
     assert max(diffs.values()) <= TOLERANCE, diffs
     assert deploy.file_mb(onnx_net) == pytest.approx(deploy.file_mb(onnx_net.path))
+    assert onnx_net.training is False
     assert_samples_with_every_sampler(onnx_net)
 
 
@@ -57,6 +58,7 @@ def test_onnx_runtime_net_refuses_labels(onnx_net):
 def test_int8_is_smaller_close_and_samples_with_every_sampler(net):
     calibration = deploy.trajectory_inputs(net, SCHED, steps=2, n=64, seed=0)
     q = deploy.int8(net, calibration)
+    assert q.training is False  # sampling it must not rewrite the graph at every call
     assert q.kind == "int8" and deploy.file_mb(q) < 0.5 * deploy.file_mb(net)
     assert any(v.dtype == torch.int8 for v in q.state_dict().values())
     z, t, x_ref = deploy.trajectory_inputs(net, SCHED, steps=2, n=32, seed=9)

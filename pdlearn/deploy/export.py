@@ -52,6 +52,11 @@ class Deployed(nn.Module):
         super().__init__()
         self.module, self.kind = module, kind
         self.prediction, self.sample_shape = like.prediction, tuple(like.sample_shape)
+        # Born in eval mode, as what it wraps is: the samplers then leave the mode alone. A
+        # wrapper left in training mode would be switched to eval and back at every sampler
+        # call, and for an exported graph each switch rewrites the graph (about 0.5 s) and
+        # makes a compiled one build again.
+        self.training = False
 
     def forward(self, z, t, **model_kwargs):
         if model_kwargs:
@@ -151,6 +156,7 @@ class OnnxRuntimeNet(nn.Module):
         options.intra_op_num_threads = options.inter_op_num_threads = positive_int(threads, "threads")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.path, self.kind = path, "onnxruntime"
+        self.training = False  # an inference engine: no training mode (``Deployed``)
         self.prediction, self.sample_shape = like.prediction, tuple(like.sample_shape)
 
     def forward(self, z, t, **model_kwargs):

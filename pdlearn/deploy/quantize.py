@@ -67,6 +67,7 @@ class Bf16Net(nn.Module):
             if isinstance(ours, SinusoidalEmbedding):
                 ours.freqs = theirs.freqs.detach().clone()
         self.prediction, self.sample_shape, self.kind = net.prediction, tuple(net.sample_shape), "bf16"
+        self.training = False  # in eval mode, as its copy is (``Deployed``)
 
     def forward(self, z, t, **model_kwargs):
         with torch.autocast(z.device.type, dtype=torch.bfloat16):
