@@ -120,6 +120,21 @@ def test_animation_frames_are_palette_pngs_and_lighter():
     assert np.abs(np.asarray(frames[-1].convert("RGB"), dtype=float) - original).mean() < 2.0  # out of 255
 
 
+@pytest.mark.slow
+def test_image_grid_animation_stores_grey_frames_close_to_the_full_ones():
+    x = pdl.data.digits("train")[:16]
+    t = torch.linspace(1, 0, 5)
+    noise = torch.randn((5, *x.shape), generator=torch.Generator().manual_seed(0))
+    traj = {"z": (1 - t.view(-1, 1, 1, 1, 1)) * x + t.view(-1, 1, 1, 1, 1) * noise, "t": t}
+    full = viz.animate_grid(traj, frames=5, html=False).to_jshtml(default_mode="once")
+    light = viz.animate_grid(traj, frames=5).data
+    frames = frames_of(light)
+    assert len(frames) == 5 and all(len(f.getcolors()) <= viz.animation.GRAYS for f in frames)
+    assert len(light) < 0.8 * len(full)
+    original = np.asarray(frames_of(full)[-1].convert("RGB"), dtype=float)
+    assert np.abs(np.asarray(frames[-1].convert("RGB"), dtype=float) - original).mean() < 4.0  # out of 255
+
+
 def test_image_grids_draw_every_pixel_the_same_width():
     x = torch.rand(4, 1, 8, 8) * 2 - 1
     assert viz.pixels(x, nrow=2).shape == tuple(np.array(viz.tile(x, nrow=2).shape[:2]) * viz.images.ZOOM)
