@@ -94,6 +94,7 @@ def student(seed):
     return consistency.ConsistencyModel(v_net(seed), SCHED)
 
 
+@pytest.mark.slow
 def test_consistency_distillation_resumes_exactly_after_a_kill(tmp_path):
     x, path = pdl.data.toy("moons", n=512, seed=0), str(tmp_path / "cd.pt")
     kwargs = dict(iters=30, grid_sizes=(2, 8), batch_size=64, seed=3, progress=False, checkpoint_every=10)

@@ -7,6 +7,7 @@ import torch
 import pdlearn as pdl
 from pdlearn import deploy
 
+from factories import make_unet
 from test_deploy import SCHED, assert_samples_with_every_sampler, trained_like
 
 ONNX = deploy.onnx_available()
@@ -47,10 +48,27 @@ def test_the_equality_check_catches_a_changed_weight(net, onnx_net):
     assert max(deploy.max_abs_diff(onnx_net, changed).values()) > TOLERANCE
 
 
+def identity_onnx(path, shape=(1, 8, 8)):
+    """A hand-written ONNX graph (z, t) -> z: an engine to call without exporting a network."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n", *shape])
+    t = helper.make_tensor_value_info("t", TensorProto.FLOAT, ["n"])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", *shape])
+    graph = helper.make_graph([helper.make_node("Identity", ["z"], ["out"])], "identity", [z, t], [out])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
 @needs_onnx
-def test_onnx_runtime_net_refuses_labels(onnx_net):
+def test_onnx_runtime_net_refuses_labels(tmp_path):
+    like = make_unet(channels=8)
+    engine = deploy.OnnxRuntimeNet(identity_onnx(tmp_path / "identity.onnx", like.sample_shape), like)
+    z = torch.randn(2, *like.sample_shape)
+    assert torch.equal(engine(z, torch.ones(2)), z) and engine.training is False
     with pytest.raises(ValueError, match="takes \\(z, t\\) only"):
-        onnx_net(torch.zeros(1, 1, 8, 8), torch.ones(1), y=torch.zeros(1, dtype=torch.long))
+        engine(z, torch.ones(2), y=torch.zeros(2, dtype=torch.long))
 
 
 @needs_int8

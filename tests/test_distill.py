@@ -83,6 +83,7 @@ def test_rounds_halve_steps_and_draw_t_from_the_student_grid(monkeypatch):
     assert len(torch.cat(seen[2]).unique()) == 2  # both points of the 2-step grid are drawn
 
 
+@pytest.mark.slow
 def test_progressive_distill_leaves_the_teacher_untouched_and_learns():
     sched = pdl.CosineSchedule()
     x = pdl.data.toy("moons", n=512, seed=0)
@@ -99,6 +100,7 @@ def test_progressive_distill_leaves_the_teacher_untouched_and_learns():
     assert history[0]["loss"] < history[0]["losses"][0]
 
 
+@pytest.mark.slow
 def test_resume_mid_round_equals_uninterrupted(tmp_path, monkeypatch):
     sched = pdl.CosineSchedule()
     x = pdl.data.toy("moons", n=256, seed=0)

@@ -111,6 +111,7 @@ def relative_error(net, teacher, w, n=512, seed=1):
 TOLERANCE = 0.02  # relative squared error of x_hat; the student before training (w ignored) is far above it
 
 
+@pytest.mark.slow
 def test_stage1_student_matches_guided_teacher_at_unseen_ws(eight_gaussians_teacher):
     """w ~ U[0, 4] as in Meng et al. (2023); checked at w values no batch contained exactly."""
     teacher, x, y = eight_gaussians_teacher

@@ -154,6 +154,7 @@ def test_the_classifier_network_is_sized_by_the_image():
         digits_classifier.ImageClassifier(image_size=30)
 
 
+@pytest.mark.slow
 def test_a_classifier_trained_on_mnist_shaped_images_learns_the_classes(stand_in_mnist):
     net, acc = digits_classifier.train_classifier(steps=200, batch_size=64, name="mnist", progress=False)
     assert net.input_shape == (1, 28, 28) and not net.training
@@ -161,6 +162,7 @@ def test_a_classifier_trained_on_mnist_shaped_images_learns_the_classes(stand_in
     assert acc == digits_classifier.accuracy(net, x, y) > 0.8  # held-out images; chance is 0.1
 
 
+@pytest.mark.slow
 def test_image_classifier_trains_once_then_loads(stand_in_mnist, monkeypatch):
     first = digits_classifier.image_classifier("mnist", progress=False)  # smoke sizes: a few steps
     path = pdl.checkpoint_path("mnist_classifier_30")
@@ -183,6 +185,7 @@ def test_image_classifier_refuses_a_file_of_another_set(stand_in_mnist):
         digits_classifier.image_classifier("fashion_mnist")
 
 
+@pytest.mark.slow
 def test_confidence_and_class_accuracy_of_a_named_set(stand_in_mnist):
     x, y = pdl.data.mnist("test", return_labels=True)
     net = digits_classifier.image_classifier("mnist", progress=False)
@@ -197,11 +200,13 @@ def test_confidence_and_class_accuracy_of_a_named_set(stand_in_mnist):
         pdl.metrics.confident_fraction(pdl.data.digits("test"), name="mnist")
 
 
+@pytest.mark.slow
 def test_a_metric_under_no_grad_can_train_the_classifier_it_needs(stand_in_mnist):
     with torch.no_grad():  # as inside a sampling loop; the first call trains the classifier
         assert 0 <= pdl.metrics.confident_fraction(pdl.data.mnist("test")[:20], name="mnist") <= 1
 
 
+@pytest.mark.slow
 def test_an_fid_on_the_features_of_a_classifier_of_mnist(stand_in_mnist):
     """With features='classifier' the downloaded sets get an FID built like the digits FID, offline:
     real images score at its floor, visibly worse ones far above it."""
@@ -251,6 +256,7 @@ def test_the_inception_fid_feeds_the_test_split_through_inception_once(stand_in_
     assert stand_in_torchmetrics.real_images_seen == seen + len(test)
 
 
+@pytest.mark.slow
 def test_the_classifier_fid_keeps_the_features_of_the_test_split(stand_in_mnist, monkeypatch):
     train = pdl.data.mnist("train")[:200]
     expected = pdl.metrics.fid_from_features(pdl.metrics.classifier_features(train, "mnist"),

@@ -45,6 +45,7 @@ def test_ema_lags_the_raw_weights():
     assert pdl.train_diffusion(no_ema, moons(), SCHED, steps=5, ema_decay=None, progress=False) is no_ema
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss():
     """On a fixed evaluation batch (fixed t and eps: the per-step loss is too noisy to compare)."""
     x = moons(4_000)
@@ -197,6 +198,7 @@ def flaky(kill_at=None, seed=0):
     return net
 
 
+@pytest.mark.slow
 def test_resume_train_diffusion_after_a_kill_equals_uninterrupted(tmp_path):
     x, path = moons(), str(tmp_path / "teacher.pt")
     kwargs = dict(steps=30, batch_size=64, seed=3, progress=False)

@@ -130,6 +130,7 @@ def test_works_with_the_samplers_and_per_sample_seeds():
     assert traj["x_hat"].shape == (3, 4, 1, 8, 8)
 
 
+@pytest.mark.slow
 def test_training_on_digits_lowers_the_loss():
     x = pdl.data.digits("train")
     torch.manual_seed(0)
@@ -139,6 +140,7 @@ def test_training_on_digits_lowers_the_loss():
     assert sum(loss[-15:]) / 15 < 0.8 * sum(loss[:15]) / 15
 
 
+@pytest.mark.slow
 def test_image_teacher_recipe_trains_once_then_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("PDLEARN_CHECKPOINTS", str(tmp_path))
     net, x = pdl.recipes.image_teacher(progress=False, budget_name="smoke")
