@@ -57,7 +57,8 @@ def identity_onnx(path, shape=(1, 8, 8)):
     t = helper.make_tensor_value_info("t", TensorProto.FLOAT, ["n"])
     out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", *shape])
     graph = helper.make_graph([helper.make_node("Identity", ["z"], ["out"])], "identity", [z, t], [out])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(path))  # IR version 8: what every supported ONNX Runtime reads
     return str(path)
 
 

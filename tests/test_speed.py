@@ -116,11 +116,15 @@ def test_sweep_rows_have_the_promised_fields():
 
 
 class Slow(torch.nn.Module):
-    """A network whose every call takes 5 ms: the network is the whole cost, as for a large model."""
+    """A network whose every call costs 5 ms of this thread's CPU: the network is the whole cost,
+    as for a large model. It computes instead of sleeping, since the CPU's timings read the
+    thread's CPU clock, which a sleep does not advance."""
     prediction, sample_shape = "v", (2,)
 
     def forward(self, z, t):
-        time.sleep(0.005)
+        end = time.thread_time() + 0.005
+        while time.thread_time() < end:
+            pass
         return torch.zeros_like(z)
 
 
