@@ -348,21 +348,6 @@ def report(findings):
 # The tests
 # ----------------------------------------------------------------------------------------
 
-# Defects that only the chapters' re-execution removes, by kind: the pages where each is
-# allowed until then. Code lines over 88 characters, printed lines and tables too wide,
-# figures wider than the column and stored progress bars go when the chapters are fixed and
-# re-executed with book/execute.py; the instructors' page has two shell commands over 88
-# characters. Every other page must be clean now (the assignment pages are student copies:
-# no solution shows); once these are clean too, test_pending_defects_are_gone passes.
-CHAPTERS = {f"book/{name}.html" for name in (
-    "01_diffusion_2d", "02_ddim", "03_distillation", "04_progressive_distillation", "05_diffusion_images",
-    "06_progressive_distillation_images", "07_guidance", "08_real_time")}
-PENDING = {
-    "too-wide": CHAPTERS | {"book/assignments/instructors.html"},
-    "shrunk": CHAPTERS - {"book/06_progressive_distillation_images.html", "book/08_real_time.html"},
-    "progress-bar": CHAPTERS,
-}
-
 NO_BROWSER = why_no_browser()
 needs_browser = pytest.mark.skipif(NO_BROWSER is not None, reason=NO_BROWSER or "")
 
@@ -394,18 +379,8 @@ def findings(site):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_no_defect_in_the_rendered_book(findings, kind):
-    new = [f for f in findings if f.kind == kind and f.page not in PENDING.get(kind, ())]
-    assert not new, f"{len(new)} '{kind}' defects:\n" + report(new)
-
-
-@needs_browser
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", sorted(PENDING))
-@pytest.mark.xfail(strict=False, reason="the stored chapters, until fixed and re-executed with book/execute.py, "
-                                        "and two long commands on the instructors' page")
-def test_pending_defects_are_gone(findings, kind):
-    left = [f for f in findings if f.kind == kind]
-    assert not left, f"{len(left)} '{kind}' defects left:\n" + report(left)
+    found = [f for f in findings if f.kind == kind]
+    assert not found, f"{len(found)} '{kind}' defects:\n" + report(found)
 
 
 # The check itself: planted defects, on pages of the same build, must be reported.

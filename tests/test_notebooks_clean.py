@@ -164,29 +164,13 @@ def shown_text(out):
     return "" if any(kind in data for kind in RICHER) else str(data.get("text/plain", ""))
 
 
-# Stored notebooks that fail these checks until they are re-executed with book/execute.py
-# (and their long lines shortened); the others must stay clean. The solution notebooks are
-# not published (_config.yml excludes them); their code reaches the page through the student
-# copies, which are checked.
-# Every chapter was re-executed with book/execute.py. In these five, one line that a cell
-# prints at the cpu budget is over 88 characters (at smoke it fit; a number grew); the cell
-# is to be shortened at the next re-execution, which moves the timings their text quotes.
-PENDING = {"03_distillation.ipynb", "04_progressive_distillation.ipynb", "05_diffusion_images.ipynb",
-           "07_guidance.ipynb", "08_real_time.ipynb"}
-PENDING_REASON = "one printed line over 88 characters at the cpu budget; shortened at the next re-execution"
-
-
+# The solution notebooks are not published (_config.yml excludes them); their code reaches
+# the page through the student copies, which are checked.
 def published():
     return [p for p in book_notebooks() if "solutions" not in p.relative_to(BOOK).parts]
 
 
-def stored(path):
-    name = str(path.relative_to(BOOK))
-    marks = [pytest.mark.xfail(strict=False, reason=PENDING_REASON)] if name in PENDING else []
-    return pytest.param(path, id=name, marks=marks)
-
-
-@pytest.mark.parametrize("path", [stored(p) for p in published()])
+@pytest.mark.parametrize("path", published(), ids=lambda p: str(p.relative_to(BOOK)))
 def test_committed_notebook_fits_the_page(path):
     found = page_problems(path)
     assert not found, f"{path.relative_to(ROOT)}:\n  " + "\n  ".join(found)
