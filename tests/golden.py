@@ -10,8 +10,9 @@ after it, compare:
     python tests/golden.py               # exact: every value bit for bit (same machine)
 
 ``tests/test_golden.py`` runs the same comparison in the test suite, to a relative
-tolerance of 1e-5 so that another CPU's rounding does not fail it (a changed seed,
-formula or default moves these values by far more).
+tolerance of 1e-4 so that another CPU's rounding, which training carries on (up to 2e-5
+seen between two machines), does not fail it; a changed seed, formula or default moves
+these values by far more.
 """
 import argparse
 import json
