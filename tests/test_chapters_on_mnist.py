@@ -20,9 +20,9 @@ import pytest
 import torch
 
 import pdlearn as pdl
+from test_data_images import idx_bytes
 
 pytestmark = pytest.mark.slow  # each test runs a chapter on MNIST-shaped images
-from test_data_images import idx_bytes
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 CHAPTERS = ["05_diffusion_images", "06_progressive_distillation_images", "07_guidance", "08_real_time"]

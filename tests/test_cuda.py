@@ -14,11 +14,10 @@ import pytest
 import torch
 
 import pdlearn as pdl
-from factories import make_mlp
+from factories import Killed, make_mlp
 from pdlearn import speed
 from pdlearn.sampling import NoiseSource
 from pdlearn.train import load_checkpoint
-from factories import Killed
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")

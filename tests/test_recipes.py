@@ -1,8 +1,8 @@
 """The cached teachers of pdlearn.recipes: they train, and a second call loads instead of retraining."""
+import pytest
 import torch
 
 import pdlearn as pdl
-import pytest
 
 pytestmark = pytest.mark.slow  # it trains or runs the command line: seconds a test
 
