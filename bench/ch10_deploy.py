@@ -6,8 +6,10 @@ is worse, channel-pruned and fine-tuned, 90% unstructured sparsity, and the two 
 students), with parameters, file size (MB), peak activation memory at the throughput batch,
 batch-1 latency per image (median; thread CPU time and wall time; 1 torch thread; all
 variants interleaved), throughput at the big batch, and digits-FID beside its floor with the
-verdict against the fp32 student. Then the targets of issue 20, each with whether it holds,
-and the batch-1 latency of the gpu budget's MNIST- and CIFAR-sized UNets (random weights:
+verdict against the fp32 student. Then the targets of issue 20, each with whether it holds;
+why batch-1 latency follows a network's operators rather than its FLOPs (the forward pass
+alone of the fp32 student, the small student and two one-level shapes); and the batch-1
+latency of the gpu budget's MNIST- and CIFAR-sized UNets (random weights:
 timing does not depend on them) against a 30 fps frame budget.
 
 The digits teacher and its students come from pdl.recipes (trained by chapters 5 and 6;
@@ -83,8 +85,11 @@ def build_variants(cfg, sched, compile_=True, progress=True):
                                         x, sched, cfg["teacher_steps"], cfg["first_iters"], cfg["iters_per_round"],
                                         lr=cfg["lr"], batch_size=cfg["batch_size"], resume=True, progress=progress,
                                         checkpoint=pdl.checkpoint_path("digits_small_progressive"))
-    pairs = deploy.distil_from_pairs(s1, deploy.small_unet(s1, channels=small_channels, attention=cfg["small_attention"]), sched, cfg["pairs_iters"],
-                                     lr=cfg["lr"], batch_size=cfg["batch_size"], resume=True, progress=progress,
+    source = cfg["pairs_source_steps"]  # pairs of the full-size 2-step student
+    pairs = deploy.distil_from_pairs(students[source], deploy.small_unet(s1, channels=small_channels,
+                                                                         attention=cfg["small_attention"]),
+                                     sched, cfg["pairs_iters"], source_steps=source, lr=cfg["lr"],
+                                     batch_size=cfg["batch_size"], resume=True, progress=progress,
                                      checkpoint=pdl.checkpoint_path("digits_small_pairs"))
     variants["small, progressive from scratch"] = (prog[1], 1, params(prog[1]))
     variants["small, fresh pairs"] = (pairs, 1, params(pairs))
@@ -158,6 +163,28 @@ def targets(rows, one, variants, s1, cfg):
     return lines
 
 
+def work(variants, s1, cfg):
+    """One forward pass at batch 1 of the fp32 student, the small student on fresh pairs and two untrained
+    one-level shapes: parameters, MFLOP, ATen operators, thread-CPU ms (1 thread, interleaved) and its paired
+    ratio to the fp32 student's."""
+    small = variants["small, fresh pairs"][0]
+    one_level = dict(ch_mult=(1,), attention=False)
+    nets = {"fp32 student": s1, "small, fresh pairs": small,
+            f"{small.config['channels']} channels, one level": deploy.small_unet(s1, channels=small.config["channels"],
+                                                                               **one_level),
+            f"{s1.config['channels']} channels, one level": deploy.small_unet(s1, **one_level)}
+    nets = {name: net.eval() for name, net in nets.items()}
+    fwd = deploy.forward_ms(nets, repeats=cfg["repeats"], warmup=cfg["warmup"])
+    rows = []
+    for name, net in nets.items():
+        w = deploy.work(net)
+        r = pdl.timing.paired(fwd[name]["timing"], fwd["fp32 student"]["timing"])
+        rows.append(dict(network=name, params=pdl.models.count_parameters(net), mflop=w["mflop"],
+                         operators=w["operators"], forward_ms=fwd[name]["thread_ms"], ratio=r["ratio"],
+                         spread=r["spread"], us_per_operator=1e3 * fwd[name]["thread_ms"] / w["operators"]))
+    return rows
+
+
 def scaling(cfg, sched):
     """Batch-1 latency of the gpu budget's UNet at MNIST and CIFAR-10 sizes, 1 thread, eager fp32 and ONNX Runtime."""
     gpu = pdl.sizes("image_teacher", "gpu")
@@ -208,6 +235,11 @@ def main():
     print("\n### targets\n")
     for line in targets(rows, one, variants, s1, cfg):
         print("-", line)
+    print("\n### why: one forward pass at batch 1, 1 thread (ratio: paired, against the fp32 student)\n")
+    print(speed.table(work(variants, s1, cfg), ["network", "params", "mflop", "operators", "forward_ms", "ratio",
+                                                "spread", "us_per_operator"],
+                      dict(params=",", mflop=".2f", forward_ms=".3f", ratio=".2f", spread=".2f",
+                           us_per_operator=".1f")))
     print("\n### the gpu budget's UNets at batch 1, 1 thread (timing does not depend on the weights)\n")
     print(speed.table(scaling(cfg, sched), ["unet", "engine", "params", "steps", "ms_per_image", "wall_ms", "fps",
                                             "at_30fps"],

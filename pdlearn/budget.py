@@ -156,20 +156,24 @@ SIZES = {
     # chapter 10: the 1-step student made small and fast (pdlearn.deploy). shrink: the small student's
     # channel divisor, and small_attention whether it keeps the attention block (half the channels is
     # 0.252x the parameters of the cpu student, without attention 0.245x); teacher_steps: the full-size student whose
-    # two-step targets train the small one from scratch (progressive route); pairs_iters: the route on
-    # fresh pairs of the 1-step student; calib_n: noises whose sampling states calibrate int8;
+    # two-step targets train the small one from scratch (progressive route); pairs_iters and
+    # pairs_source_steps: the route on fresh pairs of the full-size 2-step student (at cpu, one training
+    # seed, FID of 450 samples: 6,000 iterations on 2-step pairs gave 26.48, on 1-step pairs 28.69, and
+    # 3,000 on 1-step pairs 33.94; the full-size 1-step student's is 21.43); calib_n: noises whose sampling
+    # states calibrate int8;
     # big_batch: the throughput batch; scale_*: timing the gpu budget's MNIST- and CIFAR-sized UNets
     "deploy": {
-        "smoke": dict(shrink=2, small_attention=False, teacher_steps=4, first_iters=20, iters_per_round=10, pairs_iters=20, batch_size=32,
+        "smoke": dict(shrink=2, small_attention=False, teacher_steps=4, first_iters=20, iters_per_round=10, pairs_iters=20,
+                      pairs_source_steps=2, batch_size=32,
                       lr=1e-3, prune_keep=0.5, prune_iters=10, qat_iters=5, calib_n=64, sparsity=0.9, n_eval=100,
                       floor_repeats=2, repeats=3, warmup=1, big_batch=64, n_grid=16, scale_repeats=2,
                       scale_steps=(1, 2)),
-        "cpu": dict(shrink=2, small_attention=False, teacher_steps=4, first_iters=1_500, iters_per_round=600, pairs_iters=3_000,
-                    batch_size=128, lr=1e-3, prune_keep=0.5, prune_iters=400, qat_iters=300, calib_n=256,
+        "cpu": dict(shrink=2, small_attention=False, teacher_steps=4, first_iters=1_500, iters_per_round=600, pairs_iters=6_000,
+                    pairs_source_steps=2, batch_size=128, lr=1e-3, prune_keep=0.5, prune_iters=400, qat_iters=300, calib_n=256,
                     sparsity=0.9, n_eval=450, floor_repeats=5, repeats=7, warmup=2, big_batch=64, n_grid=64,
                     scale_repeats=5, scale_steps=(1, 2, 4)),
         "gpu": dict(shrink=2, small_attention=False, teacher_steps=8, first_iters=5_000, iters_per_round=2_000, pairs_iters=10_000,
-                    batch_size=128, lr=5e-4, prune_keep=0.5, prune_iters=2_000, qat_iters=1_000, calib_n=512,
+                    pairs_source_steps=2, batch_size=128, lr=5e-4, prune_keep=0.5, prune_iters=2_000, qat_iters=1_000, calib_n=512,
                     sparsity=0.9, n_eval=5_000, floor_repeats=3, repeats=7, warmup=2, big_batch=64, n_grid=64,
                     scale_repeats=5, scale_steps=(1, 2, 4)),
     },

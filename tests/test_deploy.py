@@ -243,3 +243,17 @@ def test_deployed_forms_are_born_in_eval_mode_and_sampling_never_switches_them(m
     planted.training = True
     pdl.ddim_sample(planted, SCHED, z=z, steps=2)
     assert switches == [False, True]
+
+
+def test_work_counts_operators_by_depth_and_flops_by_width():
+    """Twice the channels is about four times the FLOPs and the same operators; a level fewer
+    is fewer operators. forward_ms times the forward passes alone, on the thread clock."""
+    narrow, wide = make_unet(channels=8).eval(), make_unet(channels=16).eval()
+    shallow = deploy.small_unet(narrow, ch_mult=(1,)).eval()
+    a, b, c = deploy.work(narrow), deploy.work(wide), deploy.work(shallow)
+    assert a["operators"] == b["operators"] and c["operators"] < a["operators"]
+    assert 3.0 < b["mflop"] / a["mflop"] < 4.2 and c["mflop"] < a["mflop"]
+    assert deploy.work(narrow, batch_size=4)["mflop"] == pytest.approx(4 * a["mflop"])
+    rows = deploy.forward_ms({"narrow": narrow, "wide": wide}, repeats=3, warmup=1, min_s=0.0)
+    for row in rows.values():
+        assert row["thread_ms"] > 0 and row["timing"]["clock"] == "thread"

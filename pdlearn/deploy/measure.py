@@ -7,6 +7,8 @@
                           ``file_mb``), from torch's profiler
     latency(variants)     each variant's sampler timed interleaved at one torch thread, on the
                           thread-CPU clock and on the wall clock (``pdlearn.timing``)
+    work(net)             what one forward pass runs: its ATen operators and its FLOPs
+    forward_ms(nets)      the forward passes alone, timed interleaved, without the sampler
 
 Megabytes are 10^6 bytes. Memory is what torch's CPU allocator hands out to eager operators:
 an engine with its own allocator (ONNX Runtime) or a compiled graph that plans its own
@@ -22,6 +24,7 @@ import torch
 from ..sampling import NoiseSource
 from ..timing import num_threads, time_fns
 from ..validate import network_device, positive_int
+from .export import example_inputs, export_program
 
 
 def file_mb(net):
@@ -90,3 +93,37 @@ def latency(variants, sched, batch_size=1, repeats=7, warmup=2, threads=1, seed=
                          ms_per_image=thread["median_s"] * 1e3 / batch_size,
                          images_per_s=batch_size / thread["median_s"], timing=t)
     return out
+
+
+def work(net, batch_size=1):
+    """What one forward pass of ``net`` at ``batch_size`` runs: {'operators': the number of
+    ATen operator calls in its exported graph (``export.export_program``), 'mflop': its
+    floating-point operations in millions, a multiply-add counted as two (torch's
+    ``FlopCounterMode``)}. A CPU pays a roughly fixed cost to launch each operator, so when
+    the arithmetic is small (batch 1, 8 by 8 images) the first predicts the time, not the
+    second."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    graph = export_program(net).graph
+    operators = sum(node.op == "call_function" for node in graph.nodes)
+    counter = FlopCounterMode(display=False)
+    z, t = example_inputs(net, batch_size)
+    with counter, torch.no_grad():
+        net(z, t)
+    return dict(operators=operators, mflop=counter.get_total_flops() / 1e6)
+
+
+def forward_ms(nets, batch_size=1, repeats=7, warmup=2, threads=1, seed=0, min_s=0.05):
+    """The forward pass ``net(z, t)`` alone, each network of ``nets`` ({name: network}) timed
+    interleaved as ``latency`` times the sampler: the same seeded ``batch_size`` inputs, t = 1,
+    ``threads`` torch threads, thread-CPU clock. ``latency`` minus this is what the sampler
+    itself costs. Returns {name: {'thread_ms' (median per call), 'timing' (``time_fns``'
+    record, for ``timing.paired``)}}."""
+    fns = {}
+    for name, net in nets.items():
+        z, _ = example_inputs(net, positive_int(batch_size, "batch_size"), seed)
+        t = torch.ones(batch_size, device=z.device)
+        fns[name] = lambda net=net, z=z, t=t: net(z, t)
+    with num_threads(threads), torch.no_grad():
+        timings = time_fns(fns, repeats, warmup, min_s=min_s, clock="thread")
+    return {name: dict(thread_ms=t["median_s"] * 1e3, timing=t) for name, t in timings.items()}
