@@ -119,9 +119,10 @@ def forward_ms(nets, batch_size=1, repeats=7, warmup=2, threads=1, seed=0, min_s
     ``threads`` torch threads, thread-CPU clock. ``latency`` minus this is what the sampler
     itself costs. Returns {name: {'thread_ms' (median per call), 'timing' (``time_fns``'
     record, for ``timing.paired``)}}."""
+    batch_size = positive_int(batch_size, "batch_size")
     fns = {}
     for name, net in nets.items():
-        z, _ = example_inputs(net, positive_int(batch_size, "batch_size"), seed)
+        z, _ = example_inputs(net, batch_size, seed)
         t = torch.ones(batch_size, device=z.device)
         fns[name] = lambda net=net, z=z, t=t: net(z, t)
     with num_threads(threads), torch.no_grad():
