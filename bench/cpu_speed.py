@@ -544,7 +544,7 @@ def long_cells(S, c, teacher):
                                                    + 2 * (2 * p4["start_steps"] - 1) * mf(p4["n_show"]))),
              ("sampling-speed cell", 2 * p4["speed_repeats"] * (p4["start_steps"] + 20) * mf(1000)),
              ("ablation: three teachers and their rounds", 3 * (p4["abl_teacher_steps"] * mt(W, D, toy["batch_size"])
-                                                               + abl_rounds * p4["iters_per_round"] * mlp_distill(p4["batch_size"]))),
+                                                               + abl_rounds * p4["abl_iters_per_round"] * mlp_distill(p4["batch_size"]))),
              ("one-step students: pairs (both), checkerboard training",
               2 * d3["teacher_steps"] * mf(d3["main_pairs"]) + d3["iters"] * mt(W, D, d3["batch_size"])),
              ("MMD: floors and scores", (2 * p4["floor_repeats"] + 2 * len(p4["lrs"]) + 4 * rounds4 + 3 * abl_rounds + 4)

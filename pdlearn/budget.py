@@ -64,17 +64,19 @@ SIZES = {
                     lr=1e-3, n_eval=5_000, n_show=2_000, floor_repeats=5),
     },
     # chapter 4: progressive distillation of the chapter-1 teachers (pdlearn.distill); abl_*: the
-    # parameterization ablation (eps / x / v teachers on CosineSchedule(logsnr_min=abl_logsnr_min))
+    # parameterization ablation (eps / x / v teachers on CosineSchedule(logsnr_min=abl_logsnr_min),
+    # each distilled with abl_iters_per_round iterations per round)
     "progressive_2d": {
         "smoke": dict(start_steps=16, iters_per_round=40, batch_size=128, lr=1e-3, n_eval=500, floor_repeats=2,
                       lrs=(1e-4, 1e-3), n_show=500, speed_repeats=3, abl_teacher_steps=200, abl_start_steps=4,
-                      abl_logsnr_min=-10.0),
+                      abl_iters_per_round=40, abl_logsnr_min=-10.0),
         "cpu": dict(start_steps=256, iters_per_round=500, batch_size=256, lr=1e-3, n_eval=5_000, floor_repeats=5,
                     lrs=(1e-4, 3e-4, 1e-3, 3e-3), n_show=2_000, speed_repeats=7, abl_teacher_steps=4_000,
-                    abl_start_steps=64, abl_logsnr_min=-10.0),
+                    abl_start_steps=64, abl_iters_per_round=300, abl_logsnr_min=-10.0),
         "gpu": dict(start_steps=1024, iters_per_round=4_000, batch_size=1024, lr=1e-3, n_eval=5_000,
                     floor_repeats=5, lrs=(1e-4, 3e-4, 1e-3, 3e-3), n_show=2_000, speed_repeats=7,
-                    abl_teacher_steps=20_000, abl_start_steps=256, abl_logsnr_min=-10.0),
+                    abl_teacher_steps=20_000, abl_start_steps=256, abl_iters_per_round=4_000,
+                    abl_logsnr_min=-10.0),
     },
     # chapter 7: classifier-free guidance and guided distillation (pdlearn.guidance) on labelled 2D data
     "guidance_2d": {
