@@ -78,14 +78,20 @@ SIZES = {
                     abl_teacher_steps=20_000, abl_start_steps=256, abl_iters_per_round=4_000,
                     abl_logsnr_min=-10.0),
     },
-    # chapter 7: classifier-free guidance and guided distillation (pdlearn.guidance) on labelled 2D data
+    # chapter 7: classifier-free guidance and guided distillation (pdlearn.guidance) on labelled 2D data.
+    # cpu: teacher, stage 1, stage 2 and the evaluation take about 128 s of one thread (chapter 7's stored
+    # run), against 308 s with 6,000 teacher steps, 3,000 stage-1 iterations, 600 per round from 64 steps
+    # and n_eval 3,000 with the teacher at 64 steps. What that cost: the DDIM students lie 2 to 15 floor
+    # sds from the teacher's floor at w = 0 and 1 (0 to 8 before), their MMD at w = 4 is 0.17 to 0.34
+    # (0.15 to 0.17), and the 8-step stochastic student lies 10 and 24 floor sds from the DDPM teacher at
+    # w = 3 and 4 (4 and 11)
     "guidance_2d": {
         "smoke": dict(n_data=2_000, teacher_steps=300, width=64, depth=2, batch_size=256, stage1_iters=150,
                       start_steps=8, iters_per_round=40, w_max=4.0, ws=(0.0, 1.0, 3.0), n_eval=400, n_show=300,
                       teacher_steps_eval=16, student_steps=(1, 2, 4)),
-        "cpu": dict(n_data=20_000, teacher_steps=6_000, width=128, depth=3, batch_size=512, stage1_iters=3_000,
-                    start_steps=64, iters_per_round=600, w_max=4.0, ws=(0.0, 1.0, 2.0, 3.0, 4.0), n_eval=3_000,
-                    n_show=1_500, teacher_steps_eval=64, student_steps=(1, 2, 4, 8)),
+        "cpu": dict(n_data=20_000, teacher_steps=4_000, width=128, depth=3, batch_size=512, stage1_iters=2_000,
+                    start_steps=32, iters_per_round=300, w_max=4.0, ws=(0.0, 1.0, 2.0, 3.0, 4.0), n_eval=2_000,
+                    n_show=1_500, teacher_steps_eval=32, student_steps=(1, 2, 4, 8)),
         "gpu": dict(n_data=50_000, teacher_steps=20_000, width=256, depth=4, batch_size=1024, stage1_iters=10_000,
                     start_steps=256, iters_per_round=4_000, w_max=4.0, ws=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0),
                     n_eval=5_000, n_show=2_000, teacher_steps_eval=256, student_steps=(1, 2, 4, 8)),
@@ -115,15 +121,17 @@ SIZES = {
     # chapter 7: guided distillation of the class-conditional image teacher (recipes.guided_image_students):
     # stage 1 (w-conditioned student, w ~ U[0, w_max]), stage 2 (progressive rounds from start_steps to 1),
     # and the evaluation (n_eval samples per w, labels cycling 0..9; the teacher at teacher_steps_eval steps).
-    # cpu, measured with bench/ch7_guidance_digits.py: stages 1 + 2 about 8 min on a shared core (the
-    # conditional teacher about 8 more); the 4-step student's digits-FID within 3% of the 128-NFE teacher's
-    # at w = 1 and 3, as with 1,000 stage-1 and 400-per-round iterations, which cost 1.7x as much
+    # cpu, one thread (chapter 7's stored run): stage 1 about 64 s, stage 2 about 88 s, the conditional
+    # teacher 129 s more. With 160 iterations per round no student is 'worse' than the 64-NFE teacher for
+    # w >= 1, as with 200 (and with 250 against the 128-NFE teacher); 400 stage-1 iterations and 150 per
+    # round left the 4- and 8-step students 'worse' at w = 3, and a stage 2 from 16 steps (4 rounds of
+    # 200) the 8-step one at w = 0 and 3
     "image_guidance": {
         "smoke": dict(stage1_iters=20, stage1_lr=1e-3, start_steps=16, iters_per_round=5, batch_size=32, lr=1e-3,
                       w_max=4.0, ws=(0.0, 1.0, 3.0), n_eval=100, teacher_steps_eval=8, student_steps=(1, 2, 4, 8),
                       floor_repeats=2),
-        "cpu": dict(stage1_iters=600, stage1_lr=1e-3, start_steps=32, iters_per_round=250, batch_size=128, lr=1e-3,
-                    w_max=4.0, ws=(0.0, 1.0, 2.0, 3.0), n_eval=450, teacher_steps_eval=64, student_steps=(1, 2, 4, 8),
+        "cpu": dict(stage1_iters=600, stage1_lr=1e-3, start_steps=32, iters_per_round=160, batch_size=128, lr=1e-3,
+                    w_max=4.0, ws=(0.0, 1.0, 2.0, 3.0), n_eval=450, teacher_steps_eval=32, student_steps=(1, 2, 4, 8),
                     floor_repeats=5),
         "gpu": dict(stage1_iters=10_000, stage1_lr=3e-4, start_steps=256, iters_per_round=5_000, batch_size=128,
                     lr=2e-4, w_max=4.0, ws=(0.0, 0.5, 1.0, 2.0, 3.0, 4.0), n_eval=5_000, teacher_steps_eval=64,
